@@ -1,0 +1,245 @@
+"""Self-describing checkpoints: ``model.safetensors`` (weights only) + ``checkpoint.json``.
+
+``checkpoint.json`` records the format version, the network and schedule configs, the
+data constants, a training summary, evaluation results and the sha256 of the weights.
+``load_checkpoint`` rebuilds everything from the directory alone, verifying the hash;
+nothing is ever unpickled. Saving is atomic: a crash or Ctrl-C mid-save leaves the
+previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save_file
+
+from model.data import Normalisation
+from model.net import EpsilonMLP, NetConfig
+from model.schedule import Schedule, ScheduleConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "checkpoint.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, tampered with or of an unknown format."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to sample: the network (eval mode, on ``device``), schedule and data constants."""
+
+    path: Path
+    net: EpsilonMLP
+    schedule: Schedule
+    normalisation: Normalisation
+    sha256: str  # of model.safetensors; the model's id
+    device: torch.device
+    meta: dict[str, Any] = field(repr=False)  # the whole checkpoint.json
+
+    @property
+    def net_config(self) -> NetConfig:
+        return self.net.config
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE). False if unsupported."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def _publish_directory(staging: Path, target: Path) -> None:
+    """Move a fully written ``staging`` directory to ``target`` without a window where neither is whole."""
+    if not target.exists():
+        os.rename(staging, target)
+    elif _exchange(staging, target):
+        shutil.rmtree(staging)  # now holds the previous checkpoint
+    else:  # filesystems without RENAME_EXCHANGE: keep the old one until the new one is in place
+        backup = target.with_name(f".{target.name}.previous")
+        shutil.rmtree(backup, ignore_errors=True)
+        os.rename(target, backup)
+        os.rename(staging, target)
+        shutil.rmtree(backup)
+    _fsync_dir(target.parent)
+
+
+def save_checkpoint(
+    directory: str | Path,
+    net: EpsilonMLP,
+    schedule_config: ScheduleConfig,
+    normalisation: Normalisation,
+    training: dict[str, Any],
+    evaluation: dict[str, Any] | None = None,
+) -> str:
+    """Write ``directory`` atomically; returns the sha256 of the weights."""
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        state = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in net.state_dict().items()}
+        weights_path = staging / WEIGHTS_FILE
+        save_file(state, str(weights_path), metadata={"format": "swirl", "format_version": str(FORMAT_VERSION)})
+        with open(weights_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        digest = sha256_file(weights_path)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "weights_sha256": digest,
+            "net": net.config.to_dict(),
+            "schedule": schedule_config.to_dict(),
+            "data": {"noise": normalisation.noise, "mean": list(normalisation.mean), "scale": normalisation.scale},
+            "training": training,
+            "evaluation": evaluation or {},
+        }
+        _write_file_synced(staging / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+        _fsync_dir(staging)
+        _publish_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("saved checkpoint %s (sha256 %s)", target, digest[:12])
+    return digest
+
+
+def update_metadata(directory: str | Path, **sections: Any) -> None:
+    """Replace top-level sections of ``checkpoint.json`` (e.g. ``evaluation``) atomically."""
+    path = Path(directory) / META_FILE
+    meta = read_metadata(directory)
+    meta.update(sections)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write((json.dumps(meta, indent=2) + "\n").encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / META_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing ({META_FILE} must sit next to {WEIGHTS_FILE})")
+    try:
+        meta = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild network, schedule and data constants from a checkpoint directory alone.
+
+    Raises ``CheckpointError`` with a clear message on a missing file, an unknown format
+    version, a sha256 mismatch, or weights that do not match the recorded config.
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: checkpoint directory not found")
+    meta = read_metadata(directory)
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{directory}: unknown checkpoint format version {version!r} (this Swirl reads {FORMAT_VERSION})")
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: missing")
+    blob = weights_path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    expected = meta.get("weights_sha256")
+    if digest != expected:
+        raise CheckpointError(
+            f"{weights_path}: sha256 mismatch (file {digest[:16]}…, checkpoint.json records {str(expected)[:16]}…); "
+            "the weights are corrupt or were changed"
+        )
+    try:
+        net_config = NetConfig.from_dict(meta["net"])
+        schedule_config = ScheduleConfig.from_dict(meta["schedule"])
+        data = meta["data"]
+        normalisation = Normalisation(
+            noise=float(data["noise"]), mean=(float(data["mean"][0]), float(data["mean"][1])), scale=float(data["scale"])
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"{directory / META_FILE}: incomplete or invalid metadata ({exc!r})") from exc
+    try:
+        state = load_safetensors_bytes(blob)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{weights_path}: not a valid safetensors file ({exc})") from exc
+    net = EpsilonMLP(net_config, schedule_config.timesteps)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights_path}: weights do not match the recorded network config ({exc})") from exc
+    if not all(bool(torch.isfinite(t).all()) for t in state.values()):
+        raise CheckpointError(f"{weights_path}: weights contain NaN or inf")
+    torch_device = torch.device(device)
+    net = net.to(torch_device).eval().requires_grad_(False)
+    log.info("loaded checkpoint %s (sha256 %s) on %s", directory, digest[:12], torch_device)
+    return Checkpoint(
+        path=directory,
+        net=net,
+        schedule=Schedule.from_config(schedule_config),
+        normalisation=normalisation,
+        sha256=digest,
+        device=torch_device,
+        meta=meta,
+    )

@@ -1,0 +1,112 @@
+"""The ε-network: an MLP ε_θ(x_t, t) with a sinusoidal time embedding.
+
+Time enters every hidden layer as a learned bias τ_l(t) computed from a sinusoidal
+embedding of t (never the raw integer). Because τ depends on t alone, samplers compute
+the whole table τ(t) for t = 0…T once per chain, and each step is then just
+``act(h @ W_lᵀ + τ_l(t))``: no per-step embedding work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = ("silu", "relu", "gelu")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    hidden: int = 128  # width of every hidden layer
+    depth: int = 3  # number of hidden layers (each conditioned on t)
+    time_embedding_dim: int = 32  # size of the sinusoidal embedding of t
+    activation: str = "silu"  # one of ACTIVATIONS
+    data_dim: int = 2  # the swiss roll is 2D
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"Unknown activation {self.activation!r}; valid ones are {', '.join(ACTIVATIONS)}")
+        if self.hidden < 1 or self.depth < 1:
+            raise ValueError(f"hidden and depth must be positive, got {self.hidden}, {self.depth}")
+        if self.time_embedding_dim < 2 or self.time_embedding_dim % 2:
+            raise ValueError(f"time_embedding_dim must be even and >= 2, got {self.time_embedding_dim}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetConfig:
+        return cls(**data)
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, timesteps: int) -> torch.Tensor:
+    """(B,) integer steps → (B, dim) [sin(ω_k t'), cos(ω_k t')] with t' = 1000·t/T.
+
+    Scaling t to the 0…1000 range keeps the embedding's frequencies comparable for any T.
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = (t.to(torch.float32) * (1000.0 / timesteps))[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def _activation(name: str) -> nn.Module:
+    return {"silu": nn.SiLU(), "relu": nn.ReLU(), "gelu": nn.GELU()}[name]
+
+
+class EpsilonMLP(nn.Module):
+    """ε_θ(x_t, t): (B, 2) points and (B,) integer steps → (B, 2) predicted noise."""
+
+    def __init__(self, config: NetConfig, timesteps: int) -> None:
+        super().__init__()
+        self.config = config
+        self.timesteps = timesteps
+        width, depth = config.hidden, config.depth
+        # τ(t): embedding → hidden → one bias per hidden layer, (B, depth·width)
+        self.time_mlp = nn.Sequential(
+            nn.Linear(config.time_embedding_dim, width),
+            _activation(config.activation),
+            nn.Linear(width, depth * width),
+        )
+        self.layers = nn.ModuleList(
+            [nn.Linear(config.data_dim, width, bias=False)] + [nn.Linear(width, width, bias=False) for _ in range(depth - 1)]
+        )
+        self.out = nn.Linear(width, config.data_dim)
+        self.act = _activation(config.activation)
+
+    def time_bias(self, t: torch.Tensor) -> torch.Tensor:
+        """(B,) integer steps → (B, depth, width): the per-layer bias τ_l(t)."""
+        emb = sinusoidal_embedding(t, self.config.time_embedding_dim, self.timesteps)
+        return self.time_mlp(emb).view(-1, self.config.depth, self.config.hidden)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        bias = self.time_bias(t)  # (B, depth, width)
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = self.act(layer(h) + bias[:, i])
+        return self.out(h)
+
+    def forward_with_bias(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Fast path for a batch that shares one t: ``bias`` is τ(t) for that t, (depth, width).
+
+        Fused ``addmm`` per layer and in-place activations; used by every sampler.
+        """
+        act = self.config.activation
+        h = x
+        for i, layer in enumerate(self.layers):
+            assert isinstance(layer, nn.Linear)
+            h = torch.addmm(bias[i], h, layer.weight.t())
+            if act == "silu":
+                F.silu(h, inplace=True)
+            elif act == "relu":
+                F.relu(h, inplace=True)
+            else:
+                h = F.gelu(h)
+        return torch.addmm(self.out.bias, h, self.out.weight.t())
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

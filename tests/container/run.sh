@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# Container test: build the real image, run it with Compose, test it over HTTP,
+# retrain into the checkpoints volume and serve the new checkpoint.
+#
+#   bash tests/container/run.sh            (what `make test-container` runs)
+#
+# Needs root on a Debian machine (installs docker.io, docker-compose and
+# debootstrap with apt-get when missing, starts dockerd when it is not running;
+# dockerd is left running afterwards so that its build cache stays warm).
+# Docker Hub is not needed: scripts/container/base-image.sh builds a local
+# stand-in for python:3.11-slim when that image is missing.
+#
+# Environment:
+#   SWIRL_CONTAINER_REPORT   write the measurements (JSON) to this file
+#   SWIRL_CONTAINER_TORCH    pypi (default): the product image, torch from PyPI
+#                            (CUDA build, ~3 GB download on a cold cache);
+#                            host: put this machine's `pip download torch==PIN`
+#                            (a local CPU wheel where pip is set up with one)
+#                            in scripts/container/wheels/ first: smaller image
+#   SWIRL_CONTAINER_PROJECT  compose project name (default swirl-ci-<pid>)
+#   SWIRL_CONTAINER_PORT     host port on 127.0.0.1 (default: a free one)
+#   SWIRL_CONTAINER_TRAIN_STEPS  steps of the retraining job (default 200)
+#   SWIRL_CONTAINER_READY_TIMEOUT  seconds to wait for readiness (default 300)
+#   PYTHON                   interpreter with httpx/pytest (default .venv's)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+# shellcheck source=../../scripts/container/lib.sh
+source scripts/container/lib.sh
+
+PROJECT="${SWIRL_CONTAINER_PROJECT:-swirl-ci-$$}"
+TORCH_MODE="${SWIRL_CONTAINER_TORCH:-pypi}"
+TRAIN_STEPS="${SWIRL_CONTAINER_TRAIN_STEPS:-200}"
+READY_TIMEOUT="${SWIRL_CONTAINER_READY_TIMEOUT:-300}"
+TRAIN_NAME="retrained-ci"
+WHEELS_DIR="scripts/container/wheels"
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+
+export COMPOSE_PROJECT_NAME="$PROJECT"
+export SWIRL_IMAGE="${SWIRL_IMAGE:-swirl:latest}"
+export SWIRL_BIND_ADDR=127.0.0.1           # the test's server stays on loopback
+export SWIRL_TRAIN_NAME="$TRAIN_NAME"
+unset SWIRL_CHECKPOINT                      # the image's default checkpoint first
+COMPOSE_FILES=(-f docker-compose.yml)
+
+log() { printf '\n=== %s\n' "$*"; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+compose() { "${COMPOSE[@]}" "${COMPOSE_FILES[@]}" "$@"; }
+
+# ---------------------------------------------------------------- teardown
+STATUS=1
+cleanup() {
+    local rc=$?
+    set +e
+    if [ "$STATUS" -ne 0 ] && [ "${#COMPOSE[@]}" -gt 0 ]; then
+        echo "--- container test failed (rc=$rc); api logs:" >&2
+        compose logs --no-color --tail=80 api >&2 2>/dev/null
+    fi
+    if [ "${#COMPOSE[@]}" -gt 0 ]; then
+        compose --profile train down -v --remove-orphans >/dev/null 2>&1
+        compose down -v --remove-orphans >/dev/null 2>&1
+    fi
+    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+        docker volume rm -f "${PROJECT}_checkpoints" >/dev/null 2>&1
+    fi
+    exit "$rc"
+}
+COMPOSE=()
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- docker
+log "docker"
+swirl_ensure_docker
+swirl_setup_builder
+swirl_detect_compose
+docker version --format 'client {{.Client.Version}}, server {{.Server.Version}}'
+
+for f in pyproject.toml app/main.py model/train.py checkpoints/swiss-roll/checkpoint.json; do
+    [ -e "$f" ] || swirl_die "$f is missing: nothing to containerise yet"
+done
+
+# ---------------------------------------------------------------- images
+log "base image (python:3.11-slim or its local stand-in)"
+t=$(now)
+bash scripts/container/base-image.sh
+echo "base image ready in $(elapsed "$t" "$(now)") s"
+
+log "torch for the image: $TORCH_MODE"
+mkdir -p "$WHEELS_DIR"
+# This folder belongs to the container tooling: only this run's choice in it.
+rm -f "$WHEELS_DIR"/*.whl
+case "$TORCH_MODE" in
+    pypi) echo "torch from PyPI (the product image)" ;;
+    host)
+        torch_pin="$("$PYTHON" -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print(next(d for d in deps if re.match(r'torch\b', d)).replace(' ', ''))")"
+        "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: \
+            --python-version 3.11 --platform manylinux_2_28_x86_64 \
+            -d "$WHEELS_DIR" "$torch_pin"
+        ls -l "$WHEELS_DIR"
+        ;;
+    *) swirl_die "SWIRL_CONTAINER_TORCH must be pypi or host, not '$TORCH_MODE'" ;;
+esac
+
+log "build $SWIRL_IMAGE"
+t=$(now)
+compose build api
+BUILD_S=$(elapsed "$t" "$(now)")
+rm -f "$WHEELS_DIR"/*.whl
+IMAGE_SIZE=$(docker image inspect --format '{{.Size}}' "$SWIRL_IMAGE")
+echo "built in ${BUILD_S} s; image size ${IMAGE_SIZE} bytes"
+docker image inspect --format 'user={{.Config.User}} cmd={{.Config.Cmd}} exposed={{.Config.ExposedPorts}}' "$SWIRL_IMAGE"
+[ "$(docker image inspect --format '{{.Config.User}}' "$SWIRL_IMAGE")" != "" ] || swirl_die "image runs as root"
+
+# ---------------------------------------------------------------- up
+if [ -n "${SWIRL_CONTAINER_PORT:-}" ]; then
+    SWIRL_PORT="$SWIRL_CONTAINER_PORT"
+else
+    SWIRL_PORT="$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+fi
+export SWIRL_PORT
+BASE_URL="http://127.0.0.1:${SWIRL_PORT}"
+
+# Seconds until GET $BASE_URL/readyz answers 200 (fails after READY_TIMEOUT).
+wait_ready() {
+    local start=$1 code cid state
+    while :; do
+        code="$("$PYTHON" - "$BASE_URL/readyz" <<'EOF' 2>/dev/null || true
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except Exception:
+    print(0)
+EOF
+)"
+        [ "$code" = "200" ] && break
+        if [ "$(elapsed "$start" "$(now)" | cut -d. -f1)" -ge "$READY_TIMEOUT" ]; then
+            swirl_die "not ready within ${READY_TIMEOUT}s (last /readyz status: $code)"
+        fi
+        cid="$(compose ps -q api)"
+        if [ -n "$cid" ]; then
+            state="$(docker inspect --format '{{.State.Status}} {{.RestartCount}}' "$cid")"
+            case "$state" in
+                "running 0" | "created 0") ;;
+                *) swirl_die "the api container is not running cleanly (status, restarts: $state)" ;;
+            esac
+        fi
+        sleep 0.2
+    done
+    elapsed "$start" "$(now)"
+}
+
+wait_healthy() {
+    local cid status i
+    cid="$(compose ps -q api)"
+    for i in $(seq 1 "$READY_TIMEOUT"); do
+        status="$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$cid")"
+        case "$status" in
+            healthy) echo "container health: healthy after ${i}s of polling"; return 0 ;;
+            none) swirl_die "the container has no healthcheck" ;;
+        esac
+        sleep 1
+    done
+    docker inspect --format '{{json .State.Health}}' "$cid" >&2
+    swirl_die "container not healthy within ${READY_TIMEOUT}s (status: $status)"
+}
+
+log "compose up (project $PROJECT, $BASE_URL)"
+t=$(now)
+compose up -d --no-build api
+COLD_START_S=$(wait_ready "$t")
+echo "cold start to ready: ${COLD_START_S} s"
+wait_healthy
+
+# ---------------------------------------------------------------- smoke
+log "smoke check"
+"$PYTHON" tests/container/smoke.py "$BASE_URL"
+
+# ---------------------------------------------------------------- integration
+log "integration suite against the container"
+if compgen -G "tests/integration/test_*.py" >/dev/null; then
+    SWIRL_BASE_URL="$BASE_URL" "$PYTHON" -m pytest tests/integration -m "not browser" -q -p no:cacheprovider
+else
+    echo "tests/integration has no tests yet; the smoke check stands in"
+fi
+
+# ---------------------------------------------------------------- retrain
+log "train $TRAIN_STEPS steps into the volume (${PROJECT}_checkpoints:/srv/checkpoints/$TRAIN_NAME)"
+OLD_ID="$("$PYTHON" tests/container/smoke.py "$BASE_URL" --print-id)"
+t=$(now)
+compose --profile train run --rm train --steps "$TRAIN_STEPS"
+echo "trained in $(elapsed "$t" "$(now)") s"
+NEW_SHA="$(compose --profile train run --rm --no-deps --entrypoint cat train \
+    "/srv/checkpoints/$TRAIN_NAME/checkpoint.json" \
+    | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["weights_sha256"])')"
+echo "old model id: $OLD_ID"
+echo "new weights sha256: $NEW_SHA"
+[ "$NEW_SHA" != "$OLD_ID" ] || swirl_die "the retrained checkpoint has the default one's sha256"
+
+log "serve the retrained checkpoint"
+export SWIRL_CHECKPOINT="/srv/checkpoints/$TRAIN_NAME"
+t=$(now)
+compose up -d --no-build api
+RESTART_S=$(wait_ready "$t")
+echo "ready again in ${RESTART_S} s"
+SERVED_ID="$("$PYTHON" tests/container/smoke.py "$BASE_URL" --print-id)"
+[ "$SERVED_ID" = "$NEW_SHA" ] || swirl_die "/model id is $SERVED_ID, expected $NEW_SHA"
+echo "/model id is the retrained checkpoint's sha256"
+"$PYTHON" tests/container/smoke.py "$BASE_URL"
+
+# ---------------------------------------------------------------- report
+STATUS=0
+log "container test passed"
+IMAGE_SIZE_H="$(awk -v b="$IMAGE_SIZE" 'BEGIN { printf "%.2f GB", b / 1e9 }')"
+echo "image:               $SWIRL_IMAGE (torch: $TORCH_MODE)"
+echo "image size:          $IMAGE_SIZE bytes ($IMAGE_SIZE_H)"
+echo "build time:          $BUILD_S s"
+echo "cold start to ready: $COLD_START_S s"
+echo "compose:             ${COMPOSE[*]}"
+if [ -n "${SWIRL_CONTAINER_REPORT:-}" ]; then
+    mkdir -p "$(dirname "$SWIRL_CONTAINER_REPORT")"
+    cat >"$SWIRL_CONTAINER_REPORT" <<EOF
+{
+  "image": "$SWIRL_IMAGE",
+  "torch": "$TORCH_MODE",
+  "image_size_bytes": $IMAGE_SIZE,
+  "build_s": $BUILD_S,
+  "cold_start_to_ready_s": $COLD_START_S,
+  "restart_to_ready_s": $RESTART_S,
+  "compose": "${COMPOSE[*]}"
+}
+EOF
+    echo "report written to $SWIRL_CONTAINER_REPORT"
+fi
