@@ -33,7 +33,9 @@ def swiss_roll(n: int, noise: float = DEFAULT_NOISE, seed: int = 0) -> np.ndarra
     """Draw ``n`` raw swiss-roll points: columns x and z of sklearn's 3D roll, shape (n, 2), float64."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    points3d, _ = make_swiss_roll(n_samples=n, noise=noise, random_state=seed)
+    # SeedSequence takes any non-negative integer (sklearn's int seeds stop at 2**32).
+    random_state = np.random.RandomState(np.random.MT19937(np.random.SeedSequence(seed)))
+    points3d, _ = make_swiss_roll(n_samples=n, noise=noise, random_state=random_state)
     return np.ascontiguousarray(points3d[:, [0, 2]])
 
 

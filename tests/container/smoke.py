@@ -85,6 +85,8 @@ def main() -> int:
         for row in points:
             if not (isinstance(row, list) and len(row) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in row)):
                 fail(f"/sample: a row is not two finite numbers: {row!r}")
+        if isinstance(first, dict) and "model" in first and first["model"] != ident:
+            fail(f"/sample names model {first['model']}, /model says {ident}")
         again = find_points(get_json(client, "/sample", n=N, seed=SEED))
         if again != points:
             fail("/sample with the same seed gave different points")

@@ -1,0 +1,1 @@
+"""Swirl's HTTP service: FastAPI routes over one worker that owns the device."""

@@ -1,0 +1,92 @@
+"""Errors as JSON: every 4xx names the field at fault, nothing leaks as a bare 500."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from app.encoding import FastJSON
+from app.schemas import LimitError
+from model.diffusion import NonFiniteError
+
+log = logging.getLogger("swirl.errors")
+
+RETRY_AFTER_S = 1
+
+
+class ServiceUnavailable(Exception):
+    """503 with Retry-After: the queue is full or the server is shutting down."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RequestTimeout(Exception):
+    """504: the request waited longer than SWIRL_REQUEST_TIMEOUT_S."""
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    """('query', 'n') → 'n'; ('body', 'trajectory_every') → 'trajectory_every'; ('body',) → 'body'."""
+    parts = [str(p) for p in loc if p not in ("query", "body", "path")]
+    return ".".join(parts) if parts else str(loc[0]) if loc else "request"
+
+
+def validation_summary(errors: list[dict[str, Any]]) -> str:
+    messages = []
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            messages.append(f"body: malformed JSON ({error.get('ctx', {}).get('error', 'could not parse')})")
+        else:
+            messages.append(f"{_field(error.get('loc', ()))}: {error.get('msg', 'invalid')}")
+    return "; ".join(messages)
+
+
+def _jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # pydantic puts the raw input and exception objects in the error; keep what JSON can carry
+    clean = []
+    for error in errors:
+        item = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+        if "input" in error and isinstance(error["input"], str | int | float | bool | type(None)):
+            item["input"] = error["input"]
+        clean.append(item)
+    return clean
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        return FastJSON({"error": validation_summary(errors), "detail": _jsonable(errors)}, status_code=422)
+
+    @app.exception_handler(LimitError)
+    async def on_limit(request: Request, exc: LimitError) -> Response:
+        detail = [{"type": "value_error", "loc": [exc.location, exc.field], "msg": str(exc)}]
+        return FastJSON({"error": f"{exc.field}: {exc}", "detail": detail}, status_code=422)
+
+    @app.exception_handler(ServiceUnavailable)
+    async def on_unavailable(request: Request, exc: ServiceUnavailable) -> Response:
+        return FastJSON({"error": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.exception_handler(RequestTimeout)
+    async def on_timeout(request: Request, exc: RequestTimeout) -> Response:
+        return FastJSON({"error": str(exc)}, status_code=504)
+
+    @app.exception_handler(NonFiniteError)
+    async def on_non_finite(request: Request, exc: NonFiniteError) -> Response:
+        log.error("refusing to return non-finite samples for %s", request.url.path)
+        return FastJSON({"error": f"the model produced non-finite values (NaN or inf); no points returned: {exc}"}, status_code=500)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        return FastJSON({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return FastJSON({"error": f"internal error: {type(exc).__name__}"}, status_code=500)

@@ -1,0 +1,96 @@
+"""``create_app()``: the FastAPI application, its lifespan and its routes.
+
+Start-up loads and verifies the checkpoint, moves it to the device, warms the chain up
+and starts the worker; only then does ``/readyz`` answer 200. A missing or corrupt
+checkpoint stops start-up with a clear message (the process exits non-zero). Shutdown
+refuses new samples, finishes the admitted ones, then stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse
+
+from app import errors
+from app.config import Settings
+from app.metrics import Metrics
+from app.middleware import BodyLimit, RequestMetrics
+from app.routes import info, ops, sampling
+from app.service import Service
+from model.checkpoint import CheckpointError
+
+log = logging.getLogger("swirl")
+
+STATIC = Path(__file__).parent / "static"
+DESCRIPTION = """
+A DDPM (Ho et al. 2020) trained on the 2D swiss roll, served as JSON point clouds.
+
+All points are in the model's normalised space; `GET /model` gives `data.mean` and
+`data.scale` to map them back: `raw = points × scale + mean`.
+"""
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("swirl").setLevel(level.upper())
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        started = time.perf_counter()
+        try:
+            service = await run_in_threadpool(Service.load, settings, metrics)
+        except (CheckpointError, RuntimeError, ValueError) as exc:
+            log.critical("cannot start: %s", exc)
+            raise
+        app.state.service = service
+        await run_in_threadpool(service.worker.warm_up)
+        service.worker.start()
+        service.ready = True
+        metrics.ready.set(1)
+        log.info(
+            "ready in %.2f s: checkpoint %s (%s) on %s",
+            time.perf_counter() - started,
+            settings.checkpoint,
+            service.checkpoint.sha256[:12],
+            service.checkpoint.device,
+        )
+        try:
+            yield
+        finally:
+            service.ready = False
+            metrics.ready.set(0)
+            log.info("shutting down: finishing admitted requests")
+            await run_in_threadpool(service.worker.stop, settings.graceful_shutdown_s)
+            log.info("worker stopped")
+
+    app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    app.include_router(sampling.router)
+    app.include_router(info.router)
+    app.include_router(ops.router)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    return app
+
+
+app = create_app()

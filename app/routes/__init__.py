@@ -1,0 +1,1 @@
+"""HTTP routes: sampling (/sample, /forward), info (/schedule, /model), ops (/healthz, /readyz, /metrics)."""

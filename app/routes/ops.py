@@ -1,0 +1,32 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from app.encoding import FastJSON
+from app.service import ServiceDep
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> Response:
+    """200 while the process is up and its event loop answers."""
+    return FastJSON({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness", responses={503: {"description": "not loaded and warmed yet, or shutting down"}})
+async def readyz(service: ServiceDep) -> Response:
+    """200 once the model is loaded, verified and warmed; 503 before that and while shutting down."""
+    if not service.ready:
+        return FastJSON({"status": "not ready"}, status_code=503)
+    return FastJSON({"status": "ready", "model": service.checkpoint.sha256, "queue_depth": service.worker.queue_depth})
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(service: ServiceDep) -> Response:
+    service.metrics.queue_depth.set(service.worker.queue_depth)
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

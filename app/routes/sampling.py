@@ -1,0 +1,144 @@
+"""``/sample`` (the batched reverse chain) and ``/forward`` (q(x_t | x_0) on a fresh roll)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from concurrent.futures import Future
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app.encoding import JSONBytes, dumps, points
+from app.errors import RequestTimeout, ServiceUnavailable
+from app.schemas import (
+    ErrorResponse,
+    ForwardRequest,
+    ForwardResponse,
+    SampleRequest,
+    SampleResponse,
+    check_forward_limits,
+    check_sample_limits,
+)
+from app.service import Service, ServiceDep
+from app.worker import QueueFull, SampleJob, SampleResult, WorkerStopped
+from model.diffusion import SamplerSpec
+
+log = logging.getLogger("swirl.routes")
+router = APIRouter(tags=["sampling"])
+
+ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
+ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorResponse, "description": "invalid parameter (the field is named)"},
+    503: {"model": ErrorResponse, "description": "queue full or shutting down; see Retry-After"},
+    504: {"model": ErrorResponse, "description": "timed out (SWIRL_REQUEST_TIMEOUT_S)"},
+}
+
+
+class ClientGone(Exception):
+    pass
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _await_result(future: Future[SampleResult], request: Request, timeout: float) -> SampleResult:
+    """Wait for the worker; on timeout or disconnect, cancel the job if it has not started."""
+    result = asyncio.wrap_future(future)
+    disconnect = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({result, disconnect}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        disconnect.cancel()
+    if result in done:
+        return result.result()
+    future.cancel()  # skipped if still queued; a running chain finishes and its rows are dropped
+    result.cancel()
+    if disconnect in done:
+        raise ClientGone
+    raise RequestTimeout(f"the request took longer than {timeout:g} s (SWIRL_REQUEST_TIMEOUT_S)")
+
+
+async def _encode(payload: dict[str, Any], total_points: int) -> bytes:
+    if total_points > ENCODE_OFF_LOOP_POINTS:
+        return await run_in_threadpool(dumps, payload)
+    return dumps(payload)
+
+
+async def _sample(params: SampleRequest, service: Service, request: Request, location: str) -> Response:
+    settings = service.settings
+    steps = check_sample_limits(params, service.checkpoint.schedule.timesteps, settings.max_points, settings.max_response_points, location)
+    seed = params.seed if params.seed is not None else secrets.randbits(32)
+    spec = SamplerSpec(params.sampler, steps=None if params.sampler == "ddpm" else steps, eta=params.eta)
+    job = SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every)
+    try:
+        future = service.worker.submit(job)
+    except QueueFull as exc:
+        service.metrics.rejected.labels(reason="queue_full").inc()
+        raise ServiceUnavailable(f"overloaded: {exc} (SWIRL_MAX_QUEUE); retry shortly", "queue_full") from None
+    except WorkerStopped as exc:
+        service.metrics.rejected.labels(reason="shutting_down").inc()
+        raise ServiceUnavailable(str(exc), "shutting_down") from None
+    try:
+        result = await _await_result(future, request, settings.request_timeout_s)
+    except RequestTimeout:
+        service.metrics.rejected.labels(reason="timeout").inc()
+        raise
+    except ClientGone:
+        service.metrics.rejected.labels(reason="client_gone").inc()
+        return Response(status_code=499)
+    payload: dict[str, Any] = {
+        "n": params.n,
+        "seed": seed,
+        "sampler": params.sampler,
+        "steps": steps,
+        "eta": params.eta,
+        "model": service.checkpoint.sha256,
+        "points": points(result.points),
+    }
+    total = params.n
+    if params.trajectory_every is not None:
+        payload["trajectory"] = [{"t": t, "points": points(frame)} for t, frame in result.trajectory]
+        total *= len(result.trajectory) + 1
+    service.metrics.points.labels(endpoint="sample").inc(params.n)
+    return JSONBytes(await _encode(payload, total))
+
+
+@router.get("/sample", response_model=SampleResponse, responses=ERRORS, summary="Generate points (query parameters)")
+async def sample_get(params: Annotated[SampleRequest, Query()], service: ServiceDep, request: Request) -> Response:
+    """Run the reverse chain for ``n`` points. The same (seed, n, sampler, steps, eta) always gives the same points."""
+    return await _sample(params, service, request, "query")
+
+
+@router.post("/sample", response_model=SampleResponse, responses=ERRORS, summary="Generate points (JSON body)")
+async def sample_post(
+    params: Annotated[SampleRequest, Body(openapi_examples={"ddim": {"value": {"n": 2000, "seed": 7, "sampler": "ddim", "steps": 10}}})],
+    service: ServiceDep,
+    request: Request,
+) -> Response:
+    """The same as ``GET /sample``, with the parameters in a JSON object."""
+    return await _sample(params, service, request, "body")
+
+
+@router.get("/forward", response_model=ForwardResponse, responses={422: ERRORS[422]}, summary="Noised swiss roll at step t")
+async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDep) -> Response:
+    """``n`` draws of q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) on fresh swiss-roll points; t = 0 is the clean roll."""
+    check_forward_limits(params, service.checkpoint.schedule.timesteps, service.settings.max_points)
+    seed = params.seed if params.seed is not None else secrets.randbits(32)
+    xt = await run_in_threadpool(service.forward, params.t, params.n, seed)
+    payload = {
+        "t": params.t,
+        "n": params.n,
+        "seed": seed,
+        "alpha_bar": service.checkpoint.schedule.alpha_bar(params.t),
+        "points": points(xt),
+    }
+    service.metrics.points.labels(endpoint="forward").inc(params.n)
+    return JSONBytes(await _encode(payload, params.n))

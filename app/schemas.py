@@ -1,0 +1,160 @@
+"""Request and response shapes, their bounds and OpenAPI examples.
+
+Static bounds live on the fields; bounds that depend on the configuration or the loaded
+schedule (n ≤ SWIRL_MAX_POINTS, steps ≤ T, response size) are checked by
+``check_sample_limits`` / ``check_forward_limits`` and reported the same way (422, the
+field named in ``loc`` and in the message).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_SEED = 2**53 - 1  # JSON-safe: survives a round trip through JavaScript numbers
+
+
+def _reject_non_integers(value: Any) -> Any:
+    """Refuse booleans, floats and decimal strings for integer fields (pydantic would coerce 3.0 → 3)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError("must be an integer, not a boolean or a float")
+    if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+        raise ValueError("must be an integer")
+    return value
+
+
+class SampleRequest(BaseModel):
+    """Parameters of ``/sample``: query string for GET, JSON body for POST."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(1000, ge=1, description="number of points to generate (at most SWIRL_MAX_POINTS)", examples=[1000])
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="random seed; the server picks one and returns it when omitted", examples=[7]
+    )
+    sampler: Literal["ddpm", "ddim", "dpmpp2m"] = Field(
+        "ddpm", description="ddpm (Algorithm 2, T steps), ddim (any steps, eta) or dpmpp2m (DPM-Solver++(2M))", examples=["ddpm"]
+    )
+    steps: int | None = Field(None, ge=1, description="network evaluations, 1…T (ddpm always takes T); defaults to T", examples=[50])
+    eta: float = Field(
+        0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="DDIM only: 0 deterministic, 1 DDPM-like noise", examples=[0.0]
+    )
+    trajectory_every: int | None = Field(
+        None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5]
+    )
+
+    _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(_reject_non_integers)
+
+
+class ForwardRequest(BaseModel):
+    """Parameters of ``/forward``: n draws of q(x_t | x_0) on fresh swiss-roll points."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    t: int = Field(..., ge=0, description="diffusion step, 0…T (0 is clean data)", examples=[25])
+    n: int = Field(1000, ge=1, description="number of points (at most SWIRL_MAX_POINTS)", examples=[1000])
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="random seed for the roll and the noise; picked when omitted", examples=[0]
+    )
+
+    _ints = field_validator("t", "n", "seed", mode="before")(_reject_non_integers)
+
+
+class LimitError(ValueError):
+    """A value within its type's bounds but over a configured or schedule-dependent limit."""
+
+    def __init__(self, field: str, message: str, location: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.location = location
+
+
+def trajectory_frames(steps: int, every: int) -> int:
+    """Frames returned with ``trajectory_every=every``: x_T, every k-th step, and x_0."""
+    return 1 + math.ceil(steps / every)
+
+
+def check_sample_limits(request: SampleRequest, timesteps: int, max_points: int, max_response_points: int, location: str) -> int:
+    """Validate against the configuration and schedule; returns the number of network evaluations."""
+    if request.n > max_points:
+        raise LimitError("n", f"n must be at most {max_points} (SWIRL_MAX_POINTS), got {request.n}", location)
+    if request.sampler == "ddpm":
+        if request.steps not in (None, timesteps):
+            raise LimitError(
+                "steps", f"ddpm always takes T = {timesteps} steps; use ddim or dpmpp2m for fewer, got {request.steps}", location
+            )
+    elif request.steps is not None and request.steps > timesteps:
+        raise LimitError("steps", f"steps must be in 1..{timesteps} (T), got {request.steps}", location)
+    if request.eta != 0.0 and request.sampler != "ddim":
+        raise LimitError("eta", f"eta applies to the ddim sampler only, got eta={request.eta} with {request.sampler}", location)
+    steps = request.steps or timesteps
+    if request.trajectory_every is not None:
+        if request.trajectory_every > steps:
+            raise LimitError(
+                "trajectory_every", f"trajectory_every must be in 1..{steps} (steps), got {request.trajectory_every}", location
+            )
+        total = request.n * (trajectory_frames(steps, request.trajectory_every) + 1)
+        if total > max_response_points:
+            raise LimitError(
+                "trajectory_every",
+                f"n × (trajectory frames + 1) = {total} points exceeds {max_response_points} (SWIRL_MAX_RESPONSE_POINTS); "
+                "lower n or raise trajectory_every",
+                location,
+            )
+    return steps
+
+
+def check_forward_limits(request: ForwardRequest, timesteps: int, max_points: int) -> None:
+    if request.t > timesteps:
+        raise LimitError("t", f"t must be in 0..{timesteps} (T), got {request.t}", "query")
+    if request.n > max_points:
+        raise LimitError("n", f"n must be at most {max_points} (SWIRL_MAX_POINTS), got {request.n}", "query")
+
+
+# Responses are encoded with orjson straight from numpy (see app/encoding.py); these
+# models document their shape in OpenAPI.
+
+
+class Frame(BaseModel):
+    t: int = Field(description="diffusion step of this frame (T … 0)")
+    points: list[list[float]] = Field(description="(n, 2) points at step t")
+
+
+class SampleResponse(BaseModel):
+    n: int
+    seed: int
+    sampler: str
+    steps: int = Field(description="network evaluations used")
+    eta: float
+    model: str = Field(description="sha256 of the checkpoint's weights")
+    points: list[list[float]] = Field(description="(n, 2) samples in the model's normalised space")
+    trajectory: list[Frame] | None = Field(None, description="present when trajectory_every is given")
+
+
+class ForwardResponse(BaseModel):
+    t: int
+    n: int
+    seed: int
+    alpha_bar: float = Field(description="ᾱ_t")
+    points: list[list[float]] = Field(description="(n, 2) draws of q(x_t | x_0)")
+
+
+class ScheduleResponse(BaseModel):
+    timesteps: int
+    kind: str
+    beta_start: float
+    beta_end: float
+    alpha_bar_final: float
+    beta: list[float]
+    alpha: list[float]
+    alpha_bar: list[float]
+    posterior_variance: list[float]
+    posterior_mean_coef_x0: list[float]
+    posterior_mean_coef_xt: list[float]
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="a plain-words summary naming the field")
+    detail: list[dict[str, Any]] | str | None = None

@@ -1,0 +1,101 @@
+"""The loaded service: settings, checkpoint, worker, metrics, and the answers computed once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+from fastapi import Depends, Request
+
+from app.config import Settings
+from app.encoding import dumps
+from app.metrics import Metrics
+from app.worker import Worker
+from model.checkpoint import Checkpoint, load_checkpoint
+from model.data import swiss_roll
+from model.device import resolve_device
+from model.diffusion import SAMPLERS, q_sample
+from model.schedule import ScheduleTensors
+
+log = logging.getLogger("swirl.service")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    checkpoint: Checkpoint
+    worker: Worker
+    metrics: Metrics
+    forward_tables: ScheduleTensors  # CPU tables for /forward
+    schedule_json: bytes = b""
+    model_info: dict[str, Any] = field(default_factory=dict)
+    ready: bool = False
+
+    @classmethod
+    def load(cls, settings: Settings, metrics: Metrics) -> Service:
+        """Load and verify the checkpoint onto the configured device (raises CheckpointError)."""
+        device = resolve_device(settings.device)
+        checkpoint = load_checkpoint(settings.checkpoint, device)
+        worker = Worker(
+            checkpoint,
+            metrics,
+            max_queue=settings.max_queue,
+            max_batch_points=settings.effective_batch_points(),
+            batch_wait_ms=settings.batch_wait_ms if settings.batching else 0.0,
+        )
+        service = cls(settings, checkpoint, worker, metrics, checkpoint.schedule.to("cpu"))
+        service.schedule_json = dumps(schedule_payload(checkpoint))
+        service.model_info = model_payload(checkpoint)
+        return service
+
+    def forward(self, t: int, n: int, seed: int) -> np.ndarray:
+        """n draws of q(x_t | x_0) on a fresh, seeded swiss roll, (n, 2) float32 (CPU, no network)."""
+        norm = self.checkpoint.normalisation
+        x0 = torch.from_numpy(norm.normalise(swiss_roll(n, norm.noise, seed=seed))).float()
+        noise = torch.randn((n, 2), generator=torch.Generator().manual_seed(seed))
+        return q_sample(self.forward_tables, x0, torch.full((n,), t), noise).numpy()
+
+
+def schedule_payload(checkpoint: Checkpoint) -> dict[str, Any]:
+    s = checkpoint.schedule
+    return {
+        "timesteps": s.timesteps,
+        "kind": s.config.kind,
+        "beta_start": float(s.betas[0]),
+        "beta_end": float(s.betas[-1]),
+        "alpha_bar_final": s.alpha_bar_final,
+        "beta": s.betas.tolist(),
+        "alpha": s.alphas.tolist(),
+        "alpha_bar": s.alpha_bars.tolist(),
+        "posterior_variance": s.posterior_variance.tolist(),
+        "posterior_mean_coef_x0": s.posterior_mean_coef_x0.tolist(),
+        "posterior_mean_coef_xt": s.posterior_mean_coef_xt.tolist(),
+    }
+
+
+def model_payload(checkpoint: Checkpoint) -> dict[str, Any]:
+    meta, norm = checkpoint.meta, checkpoint.normalisation
+    return {
+        "id": checkpoint.sha256,
+        "name": checkpoint.path.name,
+        "format_version": meta["format_version"],
+        "net": checkpoint.net_config.to_dict(),
+        "parameter_count": checkpoint.net.parameter_count(),
+        "schedule": {**checkpoint.schedule.config.to_dict(), "alpha_bar_final": checkpoint.schedule.alpha_bar_final},
+        "data": {"noise": norm.noise, "mean": list(norm.mean), "scale": norm.scale},
+        "training": meta.get("training", {}),
+        "evaluation": meta.get("evaluation", {}),
+        "samplers": list(SAMPLERS),
+        "device": str(checkpoint.device),
+    }
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
