@@ -51,7 +51,7 @@ def _jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # pydantic puts the raw input and exception objects in the error; keep what JSON can carry
     clean = []
     for error in errors:
-        item = {k: error[k] for k in ("type", "loc", "msg") if k in error}
+        item: dict[str, Any] = {k: error[k] for k in ("type", "loc", "msg") if k in error}
         if "input" in error and isinstance(error["input"], str | int | float | bool | type(None)):
             item["input"] = error["input"]
         clean.append(item)

@@ -12,14 +12,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter(
-            "swirl_requests", "HTTP requests by endpoint, method and status", ["endpoint", "method", "status"], registry=r
-        )
+        self.requests = Counter("swirl_requests", "HTTP requests by endpoint, method and status", ["endpoint", "method", "status"], registry=r)
         self.latency = Histogram("swirl_request_seconds", "HTTP request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_points = Histogram("swirl_batch_points", "points per batched reverse chain", buckets=POINT_BUCKETS, registry=r)
-        self.batch_requests = Histogram(
-            "swirl_batch_requests", "requests coalesced into one chain", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r
-        )
+        self.batch_requests = Histogram("swirl_batch_requests", "requests coalesced into one chain", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
         self.chain_seconds = Histogram("swirl_chain_seconds", "compute time of one batched chain", buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("swirl_queue_depth", "sample requests waiting for the worker", registry=r)
         self.points = Counter("swirl_points_generated", "points returned, by endpoint", ["endpoint"], registry=r)

@@ -18,7 +18,7 @@ MAX_SEED = 2**53 - 1  # JSON-safe: survives a round trip through JavaScript numb
 
 def _reject_non_integers(value: Any) -> Any:
     """Refuse booleans, floats and decimal strings for integer fields (pydantic would coerce 3.0 → 3)."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, bool | float):
         raise ValueError("must be an integer, not a boolean or a float")
     if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
         raise ValueError("must be an integer")
@@ -31,19 +31,13 @@ class SampleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n: int = Field(1000, ge=1, description="number of points to generate (at most SWIRL_MAX_POINTS)", examples=[1000])
-    seed: int | None = Field(
-        None, ge=0, le=MAX_SEED, description="random seed; the server picks one and returns it when omitted", examples=[7]
-    )
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed; the server picks one and returns it when omitted", examples=[7])
     sampler: Literal["ddpm", "ddim", "dpmpp2m"] = Field(
         "ddpm", description="ddpm (Algorithm 2, T steps), ddim (any steps, eta) or dpmpp2m (DPM-Solver++(2M))", examples=["ddpm"]
     )
     steps: int | None = Field(None, ge=1, description="network evaluations, 1…T (ddpm always takes T); defaults to T", examples=[50])
-    eta: float = Field(
-        0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="DDIM only: 0 deterministic, 1 DDPM-like noise", examples=[0.0]
-    )
-    trajectory_every: int | None = Field(
-        None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5]
-    )
+    eta: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="DDIM only: 0 deterministic, 1 DDPM-like noise", examples=[0.0])
+    trajectory_every: int | None = Field(None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5])
 
     _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(_reject_non_integers)
 
@@ -55,9 +49,7 @@ class ForwardRequest(BaseModel):
 
     t: int = Field(..., ge=0, description="diffusion step, 0…T (0 is clean data)", examples=[25])
     n: int = Field(1000, ge=1, description="number of points (at most SWIRL_MAX_POINTS)", examples=[1000])
-    seed: int | None = Field(
-        None, ge=0, le=MAX_SEED, description="random seed for the roll and the noise; picked when omitted", examples=[0]
-    )
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed for the roll and the noise; picked when omitted", examples=[0])
 
     _ints = field_validator("t", "n", "seed", mode="before")(_reject_non_integers)
 
@@ -82,9 +74,7 @@ def check_sample_limits(request: SampleRequest, timesteps: int, max_points: int,
         raise LimitError("n", f"n must be at most {max_points} (SWIRL_MAX_POINTS), got {request.n}", location)
     if request.sampler == "ddpm":
         if request.steps not in (None, timesteps):
-            raise LimitError(
-                "steps", f"ddpm always takes T = {timesteps} steps; use ddim or dpmpp2m for fewer, got {request.steps}", location
-            )
+            raise LimitError("steps", f"ddpm always takes T = {timesteps} steps; use ddim or dpmpp2m for fewer, got {request.steps}", location)
     elif request.steps is not None and request.steps > timesteps:
         raise LimitError("steps", f"steps must be in 1..{timesteps} (T), got {request.steps}", location)
     if request.eta != 0.0 and request.sampler != "ddim":
@@ -92,15 +82,12 @@ def check_sample_limits(request: SampleRequest, timesteps: int, max_points: int,
     steps = request.steps or timesteps
     if request.trajectory_every is not None:
         if request.trajectory_every > steps:
-            raise LimitError(
-                "trajectory_every", f"trajectory_every must be in 1..{steps} (steps), got {request.trajectory_every}", location
-            )
+            raise LimitError("trajectory_every", f"trajectory_every must be in 1..{steps} (steps), got {request.trajectory_every}", location)
         total = request.n * (trajectory_frames(steps, request.trajectory_every) + 1)
         if total > max_response_points:
             raise LimitError(
                 "trajectory_every",
-                f"n × (trajectory frames + 1) = {total} points exceeds {max_response_points} (SWIRL_MAX_RESPONSE_POINTS); "
-                "lower n or raise trajectory_every",
+                f"n × (trajectory frames + 1) = {total} points exceeds {max_response_points} (SWIRL_MAX_RESPONSE_POINTS); lower n or raise trajectory_every",
                 location,
             )
     return steps

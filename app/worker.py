@@ -122,7 +122,7 @@ class Worker:
     def _loop(self) -> None:
         stopping = False
         while True:
-            first = self._deferred.popleft() if self._deferred else None
+            first: SampleJob | None = self._deferred.popleft() if self._deferred else None
             if first is None:
                 if stopping:
                     return
@@ -184,9 +184,7 @@ class Worker:
         started = time.perf_counter()
         try:
             generators = [torch.Generator(device=device).manual_seed(job.seed) for job in jobs]
-            result = run_chain(
-                self._eps, self.plan(spec), GeneratorNoise(generators, sizes), total, device=device, trajectory_every=trajectory_every
-            )
+            result = run_chain(self._eps, self.plan(spec), GeneratorNoise(generators, sizes), total, device=device, trajectory_every=trajectory_every)
             x0 = result.x0.cpu().numpy()
             frames = [(t, points.numpy()) for t, points in result.trajectory]
         except NonFiniteError as exc:

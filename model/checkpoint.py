@@ -208,16 +208,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     expected = meta.get("weights_sha256")
     if digest != expected:
         raise CheckpointError(
-            f"{weights_path}: sha256 mismatch (file {digest[:16]}…, checkpoint.json records {str(expected)[:16]}…); "
-            "the weights are corrupt or were changed"
+            f"{weights_path}: sha256 mismatch (file {digest[:16]}…, checkpoint.json records {str(expected)[:16]}…); the weights are corrupt or were changed"
         )
     try:
         net_config = NetConfig.from_dict(meta["net"])
         schedule_config = ScheduleConfig.from_dict(meta["schedule"])
         data = meta["data"]
-        normalisation = Normalisation(
-            noise=float(data["noise"]), mean=(float(data["mean"][0]), float(data["mean"][1])), scale=float(data["scale"])
-        )
+        normalisation = Normalisation(noise=float(data["noise"]), mean=(float(data["mean"][0]), float(data["mean"][1])), scale=float(data["scale"]))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{directory / META_FILE}: incomplete or invalid metadata ({exc!r})") from exc
     try:

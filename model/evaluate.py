@@ -94,9 +94,7 @@ def draw_samples(checkpoint: Checkpoint, spec: SamplerSpec, n: int, seed: int = 
     return result.x0.cpu().numpy().astype(np.float64), elapsed
 
 
-def evaluate_samplers(
-    checkpoint: Checkpoint, specs: tuple[SamplerSpec, ...], n: int, reference: Reference, w2: bool = True
-) -> dict[str, dict[str, Any]]:
+def evaluate_samplers(checkpoint: Checkpoint, specs: tuple[SamplerSpec, ...], n: int, reference: Reference, w2: bool = True) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for spec in specs:
         label = sampler_label(spec, checkpoint.schedule.timesteps)

@@ -72,9 +72,7 @@ class EpsilonMLP(nn.Module):
             _activation(config.activation),
             nn.Linear(width, depth * width),
         )
-        self.layers = nn.ModuleList(
-            [nn.Linear(config.data_dim, width, bias=False)] + [nn.Linear(width, width, bias=False) for _ in range(depth - 1)]
-        )
+        self.layers = nn.ModuleList([nn.Linear(config.data_dim, width, bias=False)] + [nn.Linear(width, width, bias=False) for _ in range(depth - 1)])
         self.out = nn.Linear(width, config.data_dim)
         self.act = _activation(config.activation)
 

@@ -52,9 +52,10 @@ async def _wait_for_disconnect(request: Request) -> None:
 async def _await_result(future: Future[SampleResult], request: Request, timeout: float) -> SampleResult:
     """Wait for the worker; on timeout or disconnect, cancel the job if it has not started."""
     result = asyncio.wrap_future(future)
-    disconnect = asyncio.ensure_future(_wait_for_disconnect(request))
+    disconnect: asyncio.Future[None] = asyncio.ensure_future(_wait_for_disconnect(request))
+    waiting: set[asyncio.Future[Any]] = {result, disconnect}
     try:
-        done, _ = await asyncio.wait({result, disconnect}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         disconnect.cancel()
     if result in done:
