@@ -162,13 +162,14 @@ class Worker:
         while points < self.max_batch_points:
             remaining = deadline - time.monotonic()
             try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                incoming = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if job is None:  # stop requested: finish this batch, then drain
+            if incoming is None:  # stop requested: finish this batch, then drain
                 self._take_rest_of_queue()
                 self._queue.put_nowait(None)
                 break
+            job = incoming
             if job.key == first.key and points + job.n <= self.max_batch_points:
                 batch.append(job)
                 points += job.n
