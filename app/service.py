@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from app.config import Settings
 from app.encoding import dumps
+from app.errors import ServiceUnavailable
 from app.metrics import Metrics
 from app.worker import Worker
 from model.checkpoint import Checkpoint, load_checkpoint
@@ -45,6 +46,7 @@ class Service:
             max_queue=settings.max_queue,
             max_batch_points=settings.effective_batch_points(),
             batch_wait_ms=settings.batch_wait_ms if settings.batching else 0.0,
+            cuda_graphs=settings.cuda_graphs,
         )
         service = cls(settings, checkpoint, worker, metrics, checkpoint.schedule.to("cpu"))
         service.schedule_json = dumps(schedule_payload(checkpoint))
@@ -94,7 +96,9 @@ def model_payload(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def get_service(request: Request) -> Service:
-    service: Service = request.app.state.service
+    service: Service | None = getattr(request.app.state, "service", None)
+    if service is None:  # only reachable when the app is driven without its lifespan
+        raise ServiceUnavailable("not ready: the model is not loaded yet", "starting")
     return service
 
 

@@ -67,6 +67,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -131,6 +137,7 @@ def save_checkpoint(
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; a checkpoint is meant to be shared
     try:
         state = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in net.state_dict().items()}
         weights_path = staging / WEIGHTS_FILE
@@ -163,6 +170,7 @@ def update_metadata(directory: str | Path, **sections: Any) -> None:
     meta = read_metadata(directory)
     meta.update(sections)
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".json", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write((json.dumps(meta, indent=2) + "\n").encode())

@@ -1,0 +1,73 @@
+# Swirl: the two commands a newcomer needs are `make serve` and `make test`.
+# Each one creates .venv when missing and installs the pinned dependencies first.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: serve test test-fast test-container lint train evaluate bench figures screenshot lock clean browser
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/lock.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+## serve: serve the default checkpoint on http://$(HOST):$(PORT)
+serve: $(STAMP)
+	SWIRL_HOST=$${SWIRL_HOST:-$(HOST)} SWIRL_PORT=$${SWIRL_PORT:-$(PORT)} $(PY) -m app
+
+## browser: Debian's Chromium for the page test (never a downloaded browser)
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: /usr/bin/chromium missing and not root: the browser test will be skipped (sudo apt-get install chromium)"; fi; \
+	fi
+
+## test: lint, type-check and run the whole test suite (model, app, integration, browser)
+test: $(STAMP) browser
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy app model
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
+
+## test-fast: the model and in-process app tests only
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests/model tests/app
+
+## test-container: build the image, run it with docker compose and test it for real
+test-container: $(STAMP)
+	bash tests/container/run.sh
+
+lint: $(STAMP)
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy app model
+
+## train: retrain the shipped default checkpoint (about 8 minutes on 2 CPU cores), then evaluate it
+train: $(STAMP)
+	$(PY) -m model.train --out checkpoints/swiss-roll --evaluate
+
+evaluate: $(STAMP)
+	$(PY) -m model.evaluate checkpoints/swiss-roll
+
+bench: $(STAMP)
+	$(PY) benchmarks/sampler.py
+	$(PY) benchmarks/http.py
+
+figures: $(STAMP)
+	$(PY) scripts/make_figure.py
+
+screenshot: $(STAMP) browser
+	$(PY) scripts/screenshot_page.py
+
+## lock: re-pin requirements/lock.txt from the current .venv
+lock:
+	{ head -n 2 requirements/lock.txt; $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements/lock.tmp && mv requirements/lock.tmp requirements/lock.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
