@@ -57,7 +57,7 @@ evaluate: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/sampler.py
-	$(PY) benchmarks/http.py
+	$(PY) benchmarks/service.py
 
 figures: $(STAMP)
 	$(PY) scripts/make_figure.py

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     max_response_points: int = Field(2_000_000, ge=1, description="n × (trajectory frames + 1) per response")
     max_body_bytes: int = Field(16_384, ge=64, description="request bodies over this get 413")
     cuda_graphs: bool = Field(True, description="capture the reverse chain as CUDA graphs on the GPU")
+    torch_threads: int = Field(0, ge=0, description="CPU threads for the chain; 0 keeps torch's default (one per core)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     graceful_shutdown_s: float = Field(30.0, ge=0, description="on SIGTERM, how long in-flight requests may take")
 

@@ -38,6 +38,8 @@ class Service:
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics) -> Service:
         """Load and verify the checkpoint onto the configured device (raises CheckpointError)."""
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
         device = resolve_device(settings.device)
         checkpoint = load_checkpoint(settings.checkpoint, device)
         worker = Worker(

@@ -40,8 +40,8 @@ MAX_CURVE_POINTS = 200
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 30_000  # optimiser steps
-    batch_size: int = 128  # the seed article's batch size
+    steps: int = 70_000  # optimiser steps
+    batch_size: int = 512  # 4× the seed article's 128: under 2× the cost per step here, 4× the samples
     lr: float = 2e-3  # peak learning rate
     lr_schedule: str = "cosine"  # "constant" or "cosine" (decay to lr_min_ratio·lr after warmup)
     lr_min_ratio: float = 0.05
@@ -49,7 +49,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adam" or "adamw"
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # max global grad norm; 0 disables (it costs ~10% of a step here)
-    ema_decay: float = 0.999  # EMA of the weights; the checkpoint stores the EMA
+    ema_decay: float = 0.9995  # EMA of the weights; the checkpoint stores the EMA
     seed: int = 0
     n_train: int = 100_000  # swiss-roll points in the training set
     noise: float = DEFAULT_NOISE  # make_swiss_roll noise

@@ -1,6 +1,6 @@
 """HTTP benchmarks against real uvicorn processes on loopback.
 
-    python benchmarks/http.py [--checkpoint checkpoints/swiss-roll]
+    python benchmarks/service.py [--checkpoint checkpoints/swiss-roll]
 
 1. HTTP overhead: GET /sample?n=10000 round trip against the same chain in-process.
 2. Cross-request batching: 64 concurrent clients × n=100, batching on vs off, against one

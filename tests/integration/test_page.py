@@ -1,0 +1,245 @@
+"""The web page at ``/``, driven by Debian's headless Chromium against a real server (``live_server``).
+
+Never downloads a browser: the tests skip when /usr/bin/chromium is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1440, "height": 900}
+TIMEOUT_MS = 15_000
+# Chromium logs every 4xx/5xx answer to the console; the error tests provoke those on purpose.
+HTTP_STATUS_LOG = re.compile(r"^Failed to load resource: the server responded with a status of (422|503)\b")
+
+# everything but the default sample (a full DDPM chain: the tests that need it wait for it)
+PANELS_FILLED = """() => {
+    const s = window.swirl;
+    return !!s && s.ready.schedule && s.ready.model && s.ready.forward && s.ready.reference && s.forwardDraws > 0
+        && s.sampleRequests > 0;
+}"""
+
+
+def expected_frames(steps: int) -> int:
+    """The page asks for trajectory_every = 1 up to 50 steps, else about 40 frames; frames are x_T, every k-th step and x_0."""
+    every = 1 if steps <= 50 else math.ceil(steps / 40)
+    return 1 + math.ceil(steps / every)
+
+
+@dataclass
+class Visit:
+    page: Page
+    console_errors: list[str] = field(default_factory=list)
+
+    def state(self, key: str):
+        return self.page.evaluate(f"() => window.swirl[{json.dumps(key)}]")
+
+    def canvas(self, selector: str) -> str:
+        return self.page.eval_on_selector(selector, "c => c.toDataURL('image/png')")
+
+    def unexpected_errors(self) -> list[str]:
+        return [e for e in self.console_errors if not HTTP_STATUS_LOG.match(e)]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); the page tests never download a browser")
+    with sync_playwright() as pw:
+        # launch() starts Chromium with a fresh, temporary user-data dir
+        instance = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def visit(browser: Browser, live_server: str) -> Iterator[Visit]:
+    """A fresh context with the page loaded, the schedule, forward and model panels filled, the default sample asked for."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=live_server)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    result = Visit(page)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            result.console_errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: result.console_errors.append(f"page error: {exc}"))
+    try:
+        page.goto("/", wait_until="load")
+        page.wait_for_function(PANELS_FILLED)
+        yield result
+    finally:
+        context.close()
+
+
+def test_page_loads_fills_every_panel_and_screenshots_without_console_errors(visit: Visit, live_server: str, tmp_path: Path) -> None:
+    page = visit.page
+    model = page.request.get(f"{live_server}/model").json()
+    schedule = page.request.get(f"{live_server}/schedule").json()
+    T = schedule["timesteps"]
+
+    assert page.title().startswith("Swirl")
+    page.wait_for_function("() => window.swirl.ready.sample && window.swirl.framesDrawn > 0", timeout=3 * TIMEOUT_MS)
+    assert visit.state("lastSample") == {"n": 1000, "seed": 0, "sampler": "ddpm", "steps": T, "eta": 0}
+    assert visit.state("T") == T
+    # forward panel at the middle t, schedule drawn with its ᾱ_T
+    assert visit.state("forwardT") == round(T / 2)
+    assert page.input_value("#t-slider") == str(round(T / 2))
+    assert page.text_content("#forward-t") == f"{round(T / 2)} / {T}"
+    assert f"{schedule['alpha_bar_final']:.3f}" in page.text_content("#schedule-caption")
+    # default sampling: ddpm with all T steps, animating by itself
+    assert page.input_value("#sampler-select") == "ddpm"
+    assert page.is_disabled("#steps-input") and page.input_value("#steps-input") == str(T)
+    assert page.is_disabled("#eta-input")
+    assert visit.state("frameCount") == expected_frames(T)
+    page.wait_for_function("() => window.swirl.frameIndex > 0")
+    # model facts
+    facts = page.text_content("#model-facts")
+    assert f"{model['parameter_count']:,}" in facts
+    assert model["id"][:12] in facts
+    evaluation = page.text_content("#model-eval")
+    if model.get("evaluation", {}).get("samplers"):
+        for label in model["evaluation"]["samplers"]:
+            assert label in evaluation
+    else:
+        assert "not evaluated" in evaluation
+    assert page.is_hidden("#error")
+
+    # once the animation has reached x_0, a screenshot of the whole page
+    page.wait_for_function("() => window.swirl.sampleDone && window.swirl.frameT === 0")
+    path = tmp_path / "page.png"
+    page.screenshot(path=str(path), full_page=True)
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 10_000
+    assert visit.console_errors == []
+
+
+def test_moving_the_t_slider_fetches_and_redraws_the_forward_points(visit: Visit) -> None:
+    page = visit.page
+    T = visit.state("T")
+    before = visit.canvas("#forward-canvas")
+    draws = visit.state("forwardDraws")
+
+    with page.expect_request(lambda r: "/forward?" in r.url and f"t={T}&" in r.url) as request:
+        page.focus("#t-slider")
+        page.keyboard.press("End")  # slider to t = T
+    assert "seed=" in request.value.url
+    page.wait_for_function(f"() => window.swirl.forwardT === {T} && window.swirl.forwardDraws > {draws}")
+    assert visit.canvas("#forward-canvas") != before
+    assert page.text_content("#forward-t") == f"{T} / {T}"
+
+    # a quick drag: the points end up at the slider's final position, whatever order the answers came in
+    for _ in range(6):
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function(f"() => window.swirl.forwardT === {T - 6}")
+    assert page.input_value("#t-slider") == str(T - 6)
+    assert visit.unexpected_errors() == []
+
+
+def test_sampling_animates_the_reverse_chain_with_play_pause_and_scrub(visit: Visit) -> None:
+    page = visit.page
+    T = visit.state("T")
+    page.select_option("#sampler-select", "ddim")
+    assert page.is_enabled("#steps-input") and page.is_enabled("#eta-input")
+    page.fill("#steps-input", "20")
+    page.fill("#n-input", "500")
+    page.fill("#seed-input", "3")
+
+    with page.expect_request(lambda r: "/sample?" in r.url) as request:
+        page.click("#sample-button")
+    url = request.value.url
+    assert "sampler=ddim" in url and "steps=20" in url and "trajectory_every=1" in url
+    page.wait_for_function("() => { const s = window.swirl.lastSample; return !!s && s.sampler === 'ddim' && s.steps === 20 && s.n === 500; }")
+    assert visit.state("frameCount") == 21
+
+    # it animates by itself: the frame index grows over time
+    start = visit.state("frameIndex")
+    page.wait_for_function(f"() => window.swirl.frameIndex > {start} + 1")
+    page.click("#pause")
+    paused_at = visit.state("frameIndex")
+    assert visit.state("playing") is False
+    page.wait_for_timeout(400)
+    assert visit.state("frameIndex") == paused_at
+
+    # scrubbing (keyboard on the slider) shows the chosen frame and its t
+    page.focus("#scrub")
+    page.keyboard.press("Home")
+    page.wait_for_function("() => window.swirl.frameIndex === 0")
+    assert page.text_content("#frame-label") == f"frame 1 / 21 · t = {T}"
+    page.keyboard.press("End")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => window.swirl.frameIndex === 18")
+
+    page.click("#play")
+    page.wait_for_function("() => window.swirl.sampleDone && window.swirl.frameIndex === window.swirl.frameCount - 1")
+    assert visit.state("frameT") == 0
+    assert page.text_content("#frame-label").endswith("t = 0")
+    assert visit.unexpected_errors() == []
+
+
+def test_api_errors_are_shown_in_plain_words(visit: Visit) -> None:
+    page = visit.page
+    page.select_option("#sampler-select", "ddim")
+    page.fill("#steps-input", "5")
+    # 422 from the real server, naming the field
+    page.fill("#n-input", "0")
+    page.click("#sample-button")
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    text = error.inner_text()
+    assert "Sampling failed" in text
+    assert "n: Input should be greater than or equal to 1" in text
+
+    # 503 with Retry-After: busy, try again
+    page.fill("#n-input", "100")
+    page.route(
+        "**/sample?*",
+        lambda route: route.fulfill(
+            status=503, headers={"Retry-After": "1"}, content_type="application/json", body=json.dumps({"error": "overloaded: queue is full"})
+        ),
+    )
+    page.click("#sample-button")
+    page.wait_for_function("() => (window.swirl.errors.sample || '').includes('busy')")
+    assert "overloaded: queue is full" in error.inner_text()
+    assert "Try again in 1 s" in error.inner_text()
+
+    # the server unreachable
+    page.unroute("**/sample?*")
+    page.route("**/sample?*", lambda route: route.abort("connectionrefused"))
+    page.click("#sample-button")
+    page.wait_for_function("() => (window.swirl.errors.sample || '').includes('could not reach the server')")
+    page.unroute("**/sample?*")
+
+    # a good request clears the message again
+    page.click("#sample-button")
+    page.wait_for_function("() => { const s = window.swirl.lastSample; return !!s && s.n === 100 && s.steps === 5; }")
+    assert page.is_hidden("#error")
+    # only Chromium's own log lines for the provoked HTTP errors (and the aborted connection) reached the console
+    assert [e for e in visit.unexpected_errors() if "ERR_CONNECTION_REFUSED" not in e] == []
