@@ -22,9 +22,12 @@ ARG PYTHON_IMAGE=python:3.11-slim
 
 # ---------------------------------------------------------------------------
 # deps: a virtual environment with the runtime dependencies declared in
-# pyproject.toml.  Only pyproject.toml (and the optional wheels) feed this
-# stage, so its multi-GB layer stays cached across code changes.
+# pyproject.toml, at the versions pinned in requirements/lock.txt (used as
+# constraints: the versions the test suite ran with; the lock's dev-only
+# packages are not installed).  Only those two files (and the optional wheels)
+# feed this stage, so its multi-GB layer stays cached across code changes.
 FROM ${PYTHON_IMAGE} AS deps
+LABEL org.opencontainers.image.title="swirl"
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -32,11 +35,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY scripts/container/wheels/ /tmp/wheels/
-COPY pyproject.toml ./
+COPY pyproject.toml requirements/lock.txt ./
 RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project'].get('dependencies', []); print('\n'.join(deps))" \
         > /tmp/requirements.txt \
  && cat /tmp/requirements.txt \
- && pip install --no-cache-dir --find-links /tmp/wheels -r /tmp/requirements.txt
+ && pip install --no-cache-dir --find-links /tmp/wheels -c lock.txt -r /tmp/requirements.txt
 
 # ---------------------------------------------------------------------------
 # build: install the project itself (`pip install .`) on top of the
@@ -45,11 +48,16 @@ FROM deps AS build
 COPY . /src
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist /src \
  && pip install --no-cache-dir --no-deps /dist/*.whl \
- && pip check
+ && pip check \
+ # Checkpoints are written with private modes (0700 directory, 0600 weights);
+ # the runtime user must be able to read the shipped one.
+ && chmod -R a+rX,go-w /src/checkpoints
 
 # ---------------------------------------------------------------------------
 # runtime
 FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="swirl" \
+      org.opencontainers.image.description="Swirl: DDPM sampling service (CPU, or GPU with --gpus all)"
 
 # Non-root user; /srv/checkpoints is where a volume of trained checkpoints is
 # mounted (its ownership seeds a fresh named volume, so the user can write it).
@@ -72,7 +80,7 @@ RUN pip install --no-cache-dir --no-deps /tmp/dist/*.whl \
 
 WORKDIR /app
 # The shipped default checkpoint; trained ones are mounted under /srv/checkpoints.
-COPY checkpoints/swiss-roll/ /app/checkpoints/swiss-roll/
+COPY --from=build /src/checkpoints/swiss-roll/ /app/checkpoints/swiss-roll/
 
 ENV SWIRL_HOST=0.0.0.0 \
     SWIRL_PORT=8000 \

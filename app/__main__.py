@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import math
+import signal
+from types import FrameType
+
 import uvicorn
 
 from app.config import Settings
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def main() -> None:
     settings = Settings()
+    # uvicorn handles SIGTERM itself (stop accepting, finish in-flight requests, lifespan
+    # shutdown) and then re-raises it to the handler installed before it; with the default
+    # one the process would die of the signal (exit status 143) after a clean shutdown.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "app.main:app",
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s) or None,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
         access_log=False,
     )
 

@@ -53,7 +53,10 @@ def _jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for error in errors:
         item: dict[str, Any] = {k: error[k] for k in ("type", "loc", "msg") if k in error}
         if "input" in error and isinstance(error["input"], str | int | float | bool | type(None)):
-            item["input"] = error["input"]
+            value = error["input"]
+            if isinstance(value, int) and not -(2**63) <= value < 2**64:  # past what orjson encodes
+                value = str(value)
+            item["input"] = value
         clean.append(item)
     return clean
 

@@ -46,19 +46,27 @@ class BodyLimit:
                     await _send_json(send, 413, message)
                     return
         received = 0
-        started = False
+        started = too_large = replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise BodyTooLarge
             return msg
 
         async def tracking_send(msg: Message) -> None:
-            nonlocal started
+            nonlocal started, replaced
+            # FastAPI turns any error while reading the body into its own 400; answer 413 instead
+            if msg["type"] == "http.response.start" and too_large and not started:
+                replaced = True
+                started = True
+                await _send_json(send, 413, message)
+            if replaced:
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)

@@ -25,6 +25,13 @@ def _reject_non_integers(value: Any) -> Any:
     return value
 
 
+def _reject_booleans(value: Any) -> Any:
+    """Refuse JSON true/false for float fields (pydantic would coerce true → 1.0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
 class SampleRequest(BaseModel):
     """Parameters of ``/sample``: query string for GET, JSON body for POST."""
 
@@ -40,6 +47,7 @@ class SampleRequest(BaseModel):
     trajectory_every: int | None = Field(None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5])
 
     _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(_reject_non_integers)
+    _floats = field_validator("eta", mode="before")(_reject_booleans)
 
 
 class ForwardRequest(BaseModel):

@@ -21,11 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine, table  # noqa: E402
-from benchmarks.reference_loops import naive_article_loop  # noqa: E402
-from model.checkpoint import load_checkpoint  # noqa: E402
-from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain  # noqa: E402
-from model.graphs import GraphedChains  # noqa: E402
+from benchmarks._common import machine, table
+from benchmarks.reference_loops import naive_article_loop
+from model.checkpoint import load_checkpoint
+from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain
+from model.graphs import GraphedChains
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> float:
@@ -76,7 +76,12 @@ def main() -> None:
 
     off, on = timed(separate, args.repeats), timed(batched, args.repeats)
     print("\n64 requests × n=100, chain compute only:\n")
-    print(table(["mode", "ms", "points/s", "gain"], [["batching off", f"{off * 1e3:.2f}", f"{6400 / off:,.0f}", "1×"], ["batching on", f"{on * 1e3:.2f}", f"{6400 / on:,.0f}", f"{off / on:.1f}×"]]))
+    print(
+        table(
+            ["mode", "ms", "points/s", "gain"],
+            [["batching off", f"{off * 1e3:.2f}", f"{6400 / off:,.0f}", "1×"], ["batching on", f"{on * 1e3:.2f}", f"{6400 / on:,.0f}", f"{off / on:.1f}×"]],
+        )
+    )
 
 
 if __name__ == "__main__":

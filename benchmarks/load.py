@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -269,9 +270,9 @@ def failed(report: dict[str, Any]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     process = None
+    log_path = Path(tempfile.gettempdir()) / f"swirl-load-server-{os.getpid()}.log"
     try:
         if args.checkpoint is not None:
-            log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"swirl-load-server-{os.getpid()}.log"
             process, url = start_server(args.checkpoint, args.device, args.ready_timeout, log_path)
         else:
             url = (args.url or "http://127.0.0.1:8000").rstrip("/")
@@ -285,13 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if process is not None:
             stop_server(process)
+    if process is not None and not failed(report):
+        log_path.unlink(missing_ok=True)  # kept (and named in errors) only when something went wrong
     print(markdown(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     for example in report["examples"]:
         print(f"  {example}", file=sys.stderr)
     if failed(report):
-        print("load: FAILED (see the table)", file=sys.stderr)
+        print("load: FAILED (see the table)" + (f"; server log: {log_path}" if process is not None else ""), file=sys.stderr)
         return 1
     return 0
 

@@ -19,12 +19,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import interleaved_medians, machine, table  # noqa: E402
-from benchmarks.reference_loops import diffusers_loop, make_diffusers_scheduler, naive_article_loop  # noqa: E402
-from model.checkpoint import Checkpoint, load_checkpoint  # noqa: E402
-from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain  # noqa: E402
+from benchmarks._common import interleaved_medians, machine, table
+from benchmarks.reference_loops import diffusers_loop, make_diffusers_scheduler, naive_article_loop
+from model.checkpoint import Checkpoint, load_checkpoint
+from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain
 
 VARIANTS = ("swirl", "naive", "diffusers")
+ABLATION = "swirl, no τ table"  # before the optimisation: the full forward (time embedding per row) every step
 
 
 def runner(checkpoint: Checkpoint, variant: str, n: int):  # type: ignore[no-untyped-def]
@@ -33,6 +34,13 @@ def runner(checkpoint: Checkpoint, variant: str, n: int):  # type: ignore[no-unt
         eps_fn = net_eps_fn(net, schedule.timesteps, "cpu")
         plan = make_plan(schedule, SamplerSpec("ddpm"))
         return lambda: run_chain(eps_fn, plan, GeneratorNoise.single(torch.Generator().manual_seed(0), n), n).x0
+    if variant == ABLATION:
+        plan = make_plan(schedule, SamplerSpec("ddpm"))
+
+        def per_row_forward(x: torch.Tensor, t: int) -> torch.Tensor:
+            return net(x, torch.full((x.shape[0],), t, dtype=torch.long))
+
+        return lambda: run_chain(per_row_forward, plan, GeneratorNoise.single(torch.Generator().manual_seed(0), n), n).x0
     if variant == "naive":
         return lambda: naive_article_loop(net, schedule, n, torch.Generator().manual_seed(0))
     scheduler = make_diffusers_scheduler(schedule)
@@ -75,18 +83,19 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         repeats = args.repeats if n <= 10_000 else max(2, args.repeats // 2)
-        medians = interleaved_medians({v: runner(checkpoint, v, n) for v in VARIANTS}, repeats)
+        medians = interleaved_medians({v: runner(checkpoint, v, n) for v in (*VARIANTS, ABLATION)}, repeats)
         rows.append(
             [
                 n,
                 f"{medians['swirl'] * 1e3:.1f}",
+                f"{medians[ABLATION] * 1e3:.1f}",
                 f"{medians['naive'] * 1e3:.1f}",
                 f"{medians['diffusers'] * 1e3:.1f}",
                 f"{medians['naive'] / medians['swirl']:.2f}×",
                 f"{medians['diffusers'] / medians['swirl']:.2f}×",
             ]
         )
-    print(table(["n", "swirl ms", "naive loop ms", "diffusers ms", "naive / swirl", "diffusers / swirl"], rows))
+    print(table(["n", "swirl ms", "swirl without τ table ms", "naive loop ms", "diffusers ms", "naive / swirl", "diffusers / swirl"], rows))
     memory = {v: peak_memory(args.checkpoint, v, args.memory_n) for v in VARIANTS}
     print(f"\npeak memory growth during one chain at n = {args.memory_n} (fresh process each):\n")
     print(

@@ -83,7 +83,16 @@ def http_overhead(checkpoint_path: str, repeats: int) -> list[list[str]]:
                 response.json()
                 round_trip.append(time.perf_counter() - started)
             c, r = statistics.median(compute), statistics.median(round_trip)
-            rows.append([f"/sample n={n} ddpm", f"{c * 1e3:.1f}", f"{r * 1e3:.1f}", f"{(r - c) * 1e3:.1f}", f"{(r - c) / c * 100:.1f}%", f"{len(response.content) / 1e6:.2f}"])
+            rows.append(
+                [
+                    f"/sample n={n} ddpm",
+                    f"{c * 1e3:.1f}",
+                    f"{r * 1e3:.1f}",
+                    f"{(r - c) * 1e3:.1f}",
+                    f"{(r - c) / c * 100:.1f}%",
+                    f"{len(response.content) / 1e6:.2f}",
+                ]
+            )
     finally:
         server.stop()
     return rows
@@ -158,7 +167,9 @@ def main() -> None:
     args = p.parse_args()
     print(f"machine: {machine()}\n")
     print("HTTP overhead (medians, JSON encoding and parsing included):\n")
-    print(table(["request", "in-process ms", "HTTP round trip ms", "overhead ms", "overhead / compute", "body MB"], http_overhead(args.checkpoint, args.repeats)))
+    print(
+        table(["request", "in-process ms", "HTTP round trip ms", "overhead ms", "overhead / compute", "body MB"], http_overhead(args.checkpoint, args.repeats))
+    )
     print("\ncross-request batching: 64 concurrent clients × n=100 vs one n=6400 request on the same server (medians):\n")
     print(table(["server", "64 clients ms", "one 6400-pt request ms", "ratio", "points/s", "p50 ms", "p99 ms"], batching(args.checkpoint, args.repeats)))
     print("\nstart-up (CPU):\n")

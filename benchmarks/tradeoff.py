@@ -13,19 +13,20 @@ import argparse
 import dataclasses
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import interleaved_medians, machine, table  # noqa: E402
-from model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from model.data import swiss_roll  # noqa: E402
-from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain  # noqa: E402
-from model.evaluate import REFERENCE_SEED, draw_samples, two_sample_accuracy  # noqa: E402
-from model.net import NetConfig  # noqa: E402
-from model.train import TrainConfig, train  # noqa: E402
+from benchmarks._common import interleaved_medians, machine, table
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.data import swiss_roll
+from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain
+from model.evaluate import REFERENCE_SEED, draw_samples, two_sample_accuracy
+from model.net import NetConfig
+from model.train import TrainConfig, train
 
 
 def main() -> None:
@@ -54,9 +55,8 @@ def main() -> None:
             accuracy[sampler.sampler] = two_sample_accuracy(samples, reference)
         eps_fn = net_eps_fn(checkpoint.net, checkpoint.schedule.timesteps, "cpu")
         plan = make_plan(checkpoint.schedule, SamplerSpec("ddpm"))
-        seconds = interleaved_medians(
-            {"chain": lambda: run_chain(eps_fn, plan, GeneratorNoise.single(torch.Generator().manual_seed(0), args.n), args.n)}, 5
-        )["chain"]
+        noise = GeneratorNoise.single(torch.Generator().manual_seed(0), args.n)
+        seconds = interleaved_medians({"chain": partial(run_chain, eps_fn, plan, noise, args.n)}, 5)["chain"]
         rows.append(
             [
                 spec,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from app.encoding import FastJSON
 from app.service import ServiceDep
@@ -26,7 +26,7 @@ async def readyz(service: ServiceDep) -> Response:
     return FastJSON({"status": "ready", "model": service.checkpoint.sha256, "queue_depth": service.worker.queue_depth})
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(service: ServiceDep) -> Response:
     service.metrics.queue_depth.set(service.worker.queue_depth)
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -35,6 +35,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "invalid parameter (the field is named)"},
     503: {"model": ErrorResponse, "description": "queue full or shutting down; see Retry-After"},
     504: {"model": ErrorResponse, "description": "timed out (SWIRL_REQUEST_TIMEOUT_S)"},
+    500: {"model": ErrorResponse, "description": "the model produced non-finite values (NaN or inf); no points are returned"},
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorResponse, "description": "the body could not be read as text (e.g. not UTF-8)"},
+    413: {"model": ErrorResponse, "description": "body larger than SWIRL_MAX_BODY_BYTES"},
 }
 
 
@@ -118,7 +124,7 @@ async def sample_get(params: Annotated[SampleRequest, Query()], service: Service
     return await _sample(params, service, request, "query")
 
 
-@router.post("/sample", response_model=SampleResponse, responses=ERRORS, summary="Generate points (JSON body)")
+@router.post("/sample", response_model=SampleResponse, responses=BODY_ERRORS, summary="Generate points (JSON body)")
 async def sample_post(
     params: Annotated[SampleRequest, Body(openapi_examples={"ddim": {"value": {"n": 2000, "seed": 7, "sampler": "ddim", "steps": 10}}})],
     service: ServiceDep,

@@ -103,6 +103,7 @@ main() {
     fi
 
     [ -r "$CA_BUNDLE" ] || swirl_die "CA bundle $CA_BUNDLE not found"
+    mkdir -p "$CACHE"
     local ctx
     ctx="$(mktemp -d)"
     # shellcheck disable=SC2064
@@ -110,7 +111,10 @@ main() {
     cp "$HERE/standin.Dockerfile" "$ctx/Dockerfile"
     cp "$CA_BUNDLE" "$ctx/ca-certificates.crt"
     swirl_log "building $TARGET_TAG stand-in"
-    docker build -q -t "$TARGET_TAG" "$ctx" >/dev/null
+    if ! docker build -t "$TARGET_TAG" "$ctx" >"$CACHE/standin-build.log" 2>&1; then
+        tail -n 40 "$CACHE/standin-build.log" >&2 || true
+        swirl_die "building the $TARGET_TAG stand-in failed (log: $CACHE/standin-build.log)"
+    fi
     swirl_log "built $TARGET_TAG ($(docker image inspect --format '{{.Size}}' "$TARGET_TAG") bytes)"
 }
 

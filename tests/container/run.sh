@@ -109,9 +109,15 @@ esac
 
 log "build $SWIRL_IMAGE"
 t=$(now)
+# The intermediate stages are tagged so that they stay in the build cache when
+# the dangling images of earlier builds are pruned below (each change of the
+# dependencies would otherwise leave ~10 GB behind).
+docker build --target deps -t "swirl-cache:deps-$TORCH_MODE" .
+docker build --target build -t "swirl-cache:build-$TORCH_MODE" .
 compose build api
 BUILD_S=$(elapsed "$t" "$(now)")
 rm -f "$WHEELS_DIR"/*.whl
+docker image prune -f --filter "label=org.opencontainers.image.title=swirl" | tail -n 1
 IMAGE_SIZE=$(docker image inspect --format '{{.Size}}' "$SWIRL_IMAGE")
 echo "built in ${BUILD_S} s; image size ${IMAGE_SIZE} bytes"
 docker image inspect --format 'user={{.Config.User}} cmd={{.Config.Cmd}} exposed={{.Config.ExposedPorts}}' "$SWIRL_IMAGE"

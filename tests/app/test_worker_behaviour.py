@@ -1,0 +1,123 @@
+"""The worker behind /sample, in-process: batching determinism, load shedding, timeouts, NaN."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from tests.app.conftest import AppFactory, as_points, metric, metric_samples, worker_held
+
+
+async def test_batched_requests_equal_the_same_requests_alone(running_app: AppFactory) -> None:
+    """16 concurrent seeded requests share chains, yet each gets the points it gets alone."""
+    params: list[dict[str, Any]] = [{"n": 10 + 7 * i, "seed": 1000 + i, "sampler": "ddim", "steps": 8, "eta": 0.5} for i in range(16)]
+    async with running_app(batch_wait_ms=50.0) as r:
+        alone = [as_points((await r.http.post("/sample", json=p)).json()) for p in params]
+        before = metric_samples((await r.http.get("/metrics")).text)
+        with worker_held(r.service) as gate:  # let them pile up, so that batching must happen
+            pending = [asyncio.create_task(r.http.post("/sample", json=p)) for p in params]
+            deadline = time.monotonic() + 10
+            while gate.waiting + r.service.worker.queue_depth < len(params) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            gate.set()
+            responses = await asyncio.gather(*pending)
+        after = metric_samples((await r.http.get("/metrics")).text)
+    for p, response, expected in zip(params, responses, alone):
+        assert response.status_code == 200
+        np.testing.assert_allclose(as_points(response.json()), expected, atol=1e-5, err_msg=str(p))
+    chains = metric(after, "swirl_batch_requests_count") - metric(before, "swirl_batch_requests_count")
+    requests = metric(after, "swirl_batch_requests_sum") - metric(before, "swirl_batch_requests_sum")
+    assert requests == 16
+    assert chains < requests, "no two requests shared a chain"
+    total_points = sum(p["n"] for p in params)
+    assert metric(after, "swirl_batch_points_sum") - metric(before, "swirl_batch_points_sum") == total_points
+
+
+async def test_requests_with_different_samplers_are_not_mixed_up(running_app: AppFactory) -> None:
+    params = [
+        {"n": 20, "seed": 1, "sampler": "ddpm"},
+        {"n": 20, "seed": 1, "sampler": "ddim", "steps": 5},
+        {"n": 20, "seed": 1, "sampler": "dpmpp2m", "steps": 5},
+        {"n": 20, "seed": 1, "sampler": "ddim", "steps": 5, "trajectory_every": 2},
+        {"n": 20, "seed": 1, "sampler": "ddim", "steps": 6},
+    ] * 2
+    async with running_app(batch_wait_ms=30.0) as r:
+        alone = [(await r.http.post("/sample", json=p)).json() for p in params[:5]]
+        together = await asyncio.gather(*(r.http.post("/sample", json=p) for p in params))
+    for i, response in enumerate(together):
+        body = response.json()
+        expected = alone[i % 5]
+        assert body["sampler"] == expected["sampler"] and body["steps"] == expected["steps"]
+        np.testing.assert_allclose(as_points(body), as_points(expected), atol=1e-5)
+        assert ("trajectory" in body) == ("trajectory" in expected)
+
+
+async def test_a_full_queue_sheds_load_with_503_and_retry_after(running_app: AppFactory) -> None:
+    params = [{"n": 500, "seed": i} for i in range(12)]
+    async with running_app(max_queue=1, batching=False) as r:
+        with worker_held(r.service) as gate:
+            # the worker takes one job and waits at the gate; one more fits in the queue; the rest are shed
+            pending = [asyncio.create_task(r.http.post("/sample", json=p)) for p in params]
+            deadline = time.monotonic() + 10
+            while sum(t.done() for t in pending) < len(params) - 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            gate.set()
+            responses = await asyncio.gather(*pending)
+        shed = [resp for resp in responses if resp.status_code == 503]
+        served = [(p, resp) for p, resp in zip(params, responses) if resp.status_code == 200]
+        assert len(shed) + len(served) == len(params), [resp.status_code for resp in responses]
+        assert 1 <= len(served) <= 2 and len(shed) >= len(params) - 2
+        for resp in shed:
+            assert resp.headers["retry-after"].isdigit() and int(resp.headers["retry-after"]) >= 1
+            assert "SWIRL_MAX_QUEUE" in resp.json()["error"]
+        for p, resp in served:  # the admitted ones are whole and correct
+            alone = await r.http.post("/sample", json=p)
+            np.testing.assert_array_equal(as_points(resp.json()), as_points(alone.json()))
+        samples = metric_samples((await r.http.get("/metrics")).text)
+        assert metric(samples, "swirl_rejected_total", reason="queue_full") == len(shed)
+        assert metric(samples, "swirl_requests_total", endpoint="/sample", method="POST", status="503") == len(shed)
+        assert (await r.http.get("/readyz")).json()["queue_depth"] == 0
+
+
+async def test_request_timeout_is_504(running_app: AppFactory) -> None:
+    async with running_app(request_timeout_s=0.2) as r:
+        with worker_held(r.service):  # the chain cannot finish in time
+            response = await r.http.get("/sample", params={"n": 100, "seed": 1})
+        assert response.status_code == 504
+        assert "SWIRL_REQUEST_TIMEOUT_S" in response.json()["error"]
+        samples = metric_samples((await r.http.get("/metrics")).text)
+        assert metric(samples, "swirl_rejected_total", reason="timeout") == 1
+        assert metric(samples, "swirl_rejected_total", reason="client_gone") == 0
+        assert (await r.http.get("/sample", params={"n": 100, "seed": 1})).status_code == 200
+
+
+async def test_non_finite_output_is_a_500_that_says_so_and_the_worker_survives(running_app: AppFactory) -> None:
+    async with running_app() as r:
+        net = r.service.checkpoint.net
+        good = await r.http.get("/sample", params={"n": 30, "seed": 5})
+        saved = net.out.bias.detach().clone()
+        with torch.no_grad():
+            net.out.bias.fill_(math.nan)  # forward_with_bias reads this tensor on every step
+        try:
+            for method in ("GET", "POST"):
+                if method == "GET":
+                    poisoned = await r.http.get("/sample", params={"n": 30, "seed": 5})
+                else:
+                    poisoned = await r.http.post("/sample", json={"n": 30, "seed": 5, "sampler": "ddim", "steps": 4})
+                assert poisoned.status_code == 500
+                body = poisoned.json()
+                assert "non-finite" in body["error"] and "NaN" in body["error"]
+                assert "points" not in body
+        finally:
+            with torch.no_grad():
+                net.out.bias.copy_(saved)
+        healed = await r.http.get("/sample", params={"n": 30, "seed": 5})
+        assert healed.status_code == 200
+        np.testing.assert_array_equal(as_points(healed.json()), as_points(good.json()))
+        samples = metric_samples((await r.http.get("/metrics")).text)
+        assert metric(samples, "swirl_requests_total", endpoint="/sample", method="GET", status="500") == 1
