@@ -1,6 +1,6 @@
 """Draw docs/samples.png: generated samples next to the true swiss roll (for the README).
 
-    python scripts/make_figure.py [--checkpoint checkpoints/swiss-roll] [--out docs/samples.png]
+python scripts/make_figure.py [--checkpoint checkpoints/swiss-roll] [--out docs/samples.png]
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.checkpoint import load_checkpoint  # noqa: E402
-from model.data import swiss_roll  # noqa: E402
-from model.diffusion import SamplerSpec  # noqa: E402
-from model.evaluate import REFERENCE_SEED, draw_samples  # noqa: E402
+from model.checkpoint import load_checkpoint
+from model.data import swiss_roll
+from model.diffusion import SamplerSpec
+from model.evaluate import REFERENCE_SEED, draw_samples
 
 
 def main() -> None:
