@@ -47,7 +47,8 @@ DEFAULT_SAMPLERS = (
 
 
 def sampler_label(spec: SamplerSpec, timesteps: int) -> str:
-    return f"{spec.sampler}-{spec.steps or timesteps}" + (f"-eta{spec.eta:g}" if spec.eta else "")
+    label = f"{spec.sampler}-{spec.steps or timesteps}" + (f"-eta{spec.eta:g}" if spec.eta else "")
+    return label + (f"-{spec.spacing}" if spec.spacing else "")
 
 
 def two_sample_accuracy(a: np.ndarray, b: np.ndarray, seed: int = 0) -> float:

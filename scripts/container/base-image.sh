@@ -21,7 +21,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=lib.sh
+# shellcheck source=scripts/container/lib.sh
 source "$HERE/lib.sh"
 
 TARGET_TAG="python:3.11-slim"

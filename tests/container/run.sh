@@ -26,7 +26,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-# shellcheck source=../../scripts/container/lib.sh
+# shellcheck source=scripts/container/lib.sh
 source scripts/container/lib.sh
 
 PROJECT="${SWIRL_CONTAINER_PROJECT:-swirl-ci-$$}"
@@ -65,6 +65,7 @@ cleanup() {
         compose --profile train down -v --remove-orphans >/dev/null 2>&1
         compose down -v --remove-orphans >/dev/null 2>&1
     fi
+    rm -f "$ROOT/$WHEELS_DIR"/*.whl
     if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
         docker volume rm -f "${PROJECT}_checkpoints" >/dev/null 2>&1
     fi
