@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -47,13 +46,25 @@ def runner(checkpoint: Checkpoint, variant: str, n: int):  # type: ignore[no-unt
     return lambda: diffusers_loop(net, scheduler, n, torch.Generator().manual_seed(0))
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def peak_memory_child(checkpoint_path: str, variant: str, n: int) -> None:
+    """Peak resident memory above the starting point during one chain (Linux: VmHWM reset via clear_refs)."""
     checkpoint = load_checkpoint(checkpoint_path, "cpu")
+    run = runner(checkpoint, variant, n)
     runner(checkpoint, variant, 1000)()  # warm the allocator and libraries at a small size
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    runner(checkpoint, variant, n)()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": (after - before) / 1024}))
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # resets the peak (VmHWM) to the current resident size
+    before = _status_kib("VmRSS")
+    run()
+    peak = _status_kib("VmHWM")
+    print(json.dumps({"peak_mib": (peak - before) / 1024}))
 
 
 def peak_memory(checkpoint_path: str, variant: str, n: int) -> float:

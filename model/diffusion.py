@@ -323,12 +323,29 @@ def run_chain(
         return ChainResult(x0=x, trajectory=trajectory)
 
 
-def net_eps_fn(net: EpsilonMLP, timesteps: int, device: torch.device | str) -> EpsFn:
-    """Wrap an ``EpsilonMLP`` as an ``EpsFn``, computing its time-bias table τ(0…T) once."""
+CPU_CHUNK_ROWS = 8192
+"""On CPU the network runs over rows in chunks of this size: each row's chain depends on that
+row alone, so chunking changes no result, keeps activation memory flat in n (a 100k-point
+chain holds 8k×width activations, not 100k×width) and keeps them cache-sized."""
+
+
+def net_eps_fn(net: EpsilonMLP, timesteps: int, device: torch.device | str, chunk_rows: int | None = None) -> EpsFn:
+    """Wrap an ``EpsilonMLP`` as an ``EpsFn``, computing its time-bias table τ(0…T) once.
+
+    ``chunk_rows`` defaults to ``CPU_CHUNK_ROWS`` on CPU and to no chunking on a GPU.
+    """
     with torch.inference_mode():
         table = net.time_bias(torch.arange(timesteps + 1, device=device))  # (T+1, depth, width)
+    if chunk_rows is None and torch.device(device).type == "cpu":
+        chunk_rows = CPU_CHUNK_ROWS
 
     def eps(x: torch.Tensor, t: int) -> torch.Tensor:
-        return net.forward_with_bias(x, table[t])
+        bias = table[t]
+        if chunk_rows is None or x.shape[0] <= chunk_rows:
+            return net.forward_with_bias(x, bias)
+        out = torch.empty_like(x)
+        for start in range(0, x.shape[0], chunk_rows):
+            out[start : start + chunk_rows] = net.forward_with_bias(x[start : start + chunk_rows], bias)
+        return out
 
     return eps

@@ -206,3 +206,15 @@ def test_memory_stays_linear_in_n_without_trajectory() -> None:
     result = run_chain(oracle_eps(DEFAULT), plan, GeneratorNoise.single(torch.Generator(), 1000), 1000)
     assert result.trajectory == [] and result.x0.shape == (1000, 2)
     assert np.isfinite(result.x0.numpy()).all()
+
+
+def test_chunked_network_evaluation_gives_the_same_chain() -> None:
+    from model.diffusion import net_eps_fn
+    from model.net import EpsilonMLP, NetConfig
+
+    torch.manual_seed(0)
+    net = EpsilonMLP(NetConfig(hidden=16, depth=2), 50).eval()
+    plan = make_plan(DEFAULT, SamplerSpec("ddim", steps=5))
+    whole = run_chain(net_eps_fn(net, 50, "cpu", chunk_rows=10**9), plan, GeneratorNoise.single(torch.Generator().manual_seed(1), 1000), 1000).x0
+    chunked = run_chain(net_eps_fn(net, 50, "cpu", chunk_rows=96), plan, GeneratorNoise.single(torch.Generator().manual_seed(1), 1000), 1000).x0
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
