@@ -46,3 +46,25 @@ def interleaved_medians(variants: dict[str, Callable[[], Any]], repeats: int) ->
             fn()
             times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+async def raw_get(host: str, port: int, target: str) -> tuple[int, bytes]:
+    """A minimal HTTP/1.1 GET over one fresh loopback connection: (status, body).
+
+    httpx's AsyncClient spends several milliseconds of CPU per request once dozens are in
+    flight, on the same two cores as the server; a load generator that costly measures
+    itself. This one costs tens of microseconds.
+    """
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), None)
+        body = await (reader.readexactly(length) if length is not None else reader.read())
+        return status, body
+    finally:
+        writer.close()

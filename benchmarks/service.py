@@ -2,7 +2,9 @@
 
     python benchmarks/service.py [--checkpoint checkpoints/swiss-roll]
 
-1. HTTP overhead: GET /sample?n=10000 round trip against the same chain in-process.
+1. HTTP overhead: GET /sample?n=10000 round trip against the same chain in-process
+   (the load generator is a minimal asyncio HTTP client: httpx costs milliseconds per
+   request once dozens are in flight, on the same two cores as the server).
 2. Cross-request batching: 64 concurrent clients × n=100, batching on vs off, against one
    6,400-point request on the same server.
 3. Start-up: process start to /readyz = 200.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -26,9 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine, table  # noqa: E402
+from benchmarks._common import machine, raw_get, table  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
 from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain  # noqa: E402
+
+SETTLE_S = 0.5  # let OpenMP threads of the previous chain stop spinning before a timed run
 
 
 def free_port() -> int:
@@ -64,61 +69,57 @@ class Server:
 
 
 def http_overhead(checkpoint_path: str, repeats: int) -> list[list[str]]:
+    """Round trip of GET /sample?n=10000 (request, queue, chain, orjson encoding, transfer) against the same chain in-process."""
     checkpoint = load_checkpoint(checkpoint_path, "cpu")
     eps_fn = net_eps_fn(checkpoint.net, checkpoint.schedule.timesteps, "cpu")
     plan = make_plan(checkpoint.schedule, SamplerSpec("ddpm"))
     n = 10_000
     server = Server(checkpoint_path)
-    rows = []
     try:
-        with httpx.Client(timeout=60) as client:
-            compute, round_trip = [], []
-            client.get(f"{server.url}/sample", params={"n": n, "seed": 0})
-            for i in range(repeats):
-                started = time.perf_counter()
-                run_chain(eps_fn, plan, GeneratorNoise.single(torch.Generator().manual_seed(i), n), n)
-                compute.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                response = client.get(f"{server.url}/sample", params={"n": n, "seed": i})
-                response.json()
-                round_trip.append(time.perf_counter() - started)
-            c, r = statistics.median(compute), statistics.median(round_trip)
-            rows.append(
-                [
-                    f"/sample n={n} ddpm",
-                    f"{c * 1e3:.1f}",
-                    f"{r * 1e3:.1f}",
-                    f"{(r - c) * 1e3:.1f}",
-                    f"{(r - c) / c * 100:.1f}%",
-                    f"{len(response.content) / 1e6:.2f}",
-                ]
-            )
+        asyncio.run(raw_get("127.0.0.1", server.port, f"/sample?n={n}&seed=0"))
+        # Two blocks, not interleaved: after a chain, the server's OpenMP threads spin for a
+        # while and would slow an in-process chain started right then (and vice versa).
+        compute, round_trip, decode = [], [], []
+        for i in range(repeats):
+            time.sleep(SETTLE_S)
+            started = time.perf_counter()
+            run_chain(eps_fn, plan, GeneratorNoise.single(torch.Generator().manual_seed(i), n), n)
+            compute.append(time.perf_counter() - started)
+        for i in range(repeats):
+            time.sleep(SETTLE_S)
+            started = time.perf_counter()
+            status, body = asyncio.run(raw_get("127.0.0.1", server.port, f"/sample?n={n}&seed={i}"))
+            round_trip.append(time.perf_counter() - started)
+            assert status == 200
+            started = time.perf_counter()
+            json.loads(body)
+            decode.append(time.perf_counter() - started)
+        c, r, d = statistics.median(compute), statistics.median(round_trip), statistics.median(decode)
     finally:
         server.stop()
-    return rows
+    overhead = f"{(r - c) / c * 100:.1f}%"
+    return [[f"/sample n={n} ddpm", f"{c * 1e3:.1f}", f"{r * 1e3:.1f}", f"{(r - c) * 1e3:.1f}", overhead, f"{d * 1e3:.1f}", f"{len(body) / 1e6:.2f}"]]
 
 
-async def crowd(url: str, clients: int, n: int) -> tuple[float, list[float]]:
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=clients)) as client:
-        await asyncio.gather(*(client.get(f"{url}/healthz") for _ in range(clients)))  # open the connections first
-
-        async def one(seed: int) -> float:
-            started = time.perf_counter()
-            response = await client.get(f"{url}/sample", params={"n": n, "seed": seed})
-            response.raise_for_status()
-            return time.perf_counter() - started
-
+async def crowd(port: int, clients: int, n: int) -> tuple[float, list[float]]:
+    async def one(seed: int) -> float:
         started = time.perf_counter()
-        latencies = await asyncio.gather(*(one(s) for s in range(clients)))
-        return time.perf_counter() - started, list(latencies)
-
-
-async def single(url: str, n: int) -> float:
-    async with httpx.AsyncClient(timeout=120) as client:
-        await client.get(f"{url}/healthz")
-        started = time.perf_counter()
-        (await client.get(f"{url}/sample", params={"n": n, "seed": 0})).raise_for_status()
+        status, _ = await raw_get("127.0.0.1", port, f"/sample?n={n}&seed={seed}")
+        if status != 200:
+            raise RuntimeError(f"/sample answered {status}")
         return time.perf_counter() - started
+
+    started = time.perf_counter()
+    latencies = await asyncio.gather(*(one(s) for s in range(clients)))
+    return time.perf_counter() - started, list(latencies)
+
+
+async def single(port: int, n: int) -> float:
+    started = time.perf_counter()
+    status, _ = await raw_get("127.0.0.1", port, f"/sample?n={n}&seed=0")
+    if status != 200:
+        raise RuntimeError(f"/sample answered {status}")
+    return time.perf_counter() - started
 
 
 def batching(checkpoint_path: str, repeats: int, clients: int = 64, n: int = 100) -> list[list[str]]:
@@ -127,12 +128,14 @@ def batching(checkpoint_path: str, repeats: int, clients: int = 64, n: int = 100
         server = Server(checkpoint_path, **env)
         try:
             walls, lats, singles = [], [], []
-            asyncio.run(crowd(server.url, clients, n))  # warm-up
+            asyncio.run(crowd(server.port, clients, n))  # warm-up
             for _ in range(repeats):
-                wall, latencies = asyncio.run(crowd(server.url, clients, n))
+                time.sleep(SETTLE_S)
+                wall, latencies = asyncio.run(crowd(server.port, clients, n))
                 walls.append(wall)
                 lats += latencies
-                singles.append(asyncio.run(single(server.url, clients * n)))
+                time.sleep(SETTLE_S)
+                singles.append(asyncio.run(single(server.port, clients * n)))
             wall, one = statistics.median(walls), statistics.median(singles)
             lats.sort()
             rows.append(
@@ -166,9 +169,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     print(f"machine: {machine()}\n")
-    print("HTTP overhead (medians, JSON encoding and parsing included):\n")
+    print("HTTP overhead (medians; server-side JSON encoding included, the client's json.loads shown apart):\n")
     print(
-        table(["request", "in-process ms", "HTTP round trip ms", "overhead ms", "overhead / compute", "body MB"], http_overhead(args.checkpoint, args.repeats))
+        table(
+            ["request", "in-process ms", "HTTP round trip ms", "overhead ms", "overhead / compute", "client json.loads ms (not counted)", "body MB"],
+            http_overhead(args.checkpoint, args.repeats),
+        )
     )
     print("\ncross-request batching: 64 concurrent clients × n=100 vs one n=6400 request on the same server (medians):\n")
     print(table(["server", "64 clients ms", "one 6400-pt request ms", "ratio", "points/s", "p50 ms", "p99 ms"], batching(args.checkpoint, args.repeats)))
