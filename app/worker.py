@@ -122,11 +122,14 @@ class Worker:
         if not self._accepting:
             raise WorkerStopped("the server is shutting down")
         self.plan(job.spec)  # a bad spec fails here, in the caller, not in the worker
+        full = QueueFull(f"{self._queue.maxsize} requests are already queued")
+        if self.queue_depth >= self._queue.maxsize:  # jobs set aside for another batch count too
+            raise full
         try:
             self._queue.put_nowait(job)
         except queue.Full:
-            raise QueueFull(f"{self._queue.maxsize} requests are already queued") from None
-        self.metrics.queue_depth.set(self._queue.qsize())
+            raise full from None
+        self.metrics.queue_depth.set(self.queue_depth)
         return job.future
 
     def plan(self, spec: SamplerSpec) -> SamplingPlan:
