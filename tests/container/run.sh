@@ -190,6 +190,27 @@ wait_healthy
 log "smoke check"
 "$PYTHON" tests/container/smoke.py "$BASE_URL"
 
+# ---------------------------------------------------------------- hardening
+log "hardening: non-root user, read-only checkpoint mount, no secrets"
+API_CID="$(compose ps -q api)"
+uid="$(docker exec "$API_CID" id -u)"
+[ "$uid" != "0" ] || swirl_die "the api container runs as root"
+echo "runs as uid $uid"
+mount_rw="$(docker inspect --format '{{range .Mounts}}{{if eq .Destination "/srv/checkpoints"}}{{.RW}}{{end}}{{end}}' "$API_CID")"
+[ "$mount_rw" = "false" ] || swirl_die "the checkpoints volume is not mounted read-only in api (RW=$mount_rw)"
+if docker exec "$API_CID" sh -c 'touch /srv/checkpoints/.probe' 2>/dev/null; then
+    swirl_die "api could write into the checkpoints volume"
+fi
+if docker exec "$API_CID" sh -c 'touch /app/.probe' 2>/dev/null; then
+    swirl_die "api could write into its root filesystem"
+fi
+echo "checkpoints volume and root filesystem are read-only"
+secret_env="$(docker inspect --format '{{range .Config.Env}}{{println .}}{{end}}' swirl:latest | cut -d= -f1 | grep -iE 'token|secret|passw|api_?key|credential' || true)"
+[ -z "$secret_env" ] || swirl_die "the image sets secret-looking variables: $secret_env"
+leaked="$(docker run --rm --entrypoint sh swirl:latest -c 'ls -a /app /home/swirl 2>/dev/null | grep -E "^(\.git|\.env|\.venv|id_rsa|id_ed25519|\.ssh|\.netrc|\.pypirc)$" || true')"
+[ -z "$leaked" ] || swirl_die "the image carries files that do not belong in it: $leaked"
+echo "no secret-looking variables or files in the image"
+
 # ---------------------------------------------------------------- integration
 log "integration suite against the container"
 if compgen -G "tests/integration/test_*.py" >/dev/null; then
