@@ -76,10 +76,14 @@ def trajectory_frames(steps: int, every: int) -> int:
     return 1 + math.ceil(steps / every)
 
 
+def _check_n(n: int, max_points: int, location: str) -> None:
+    if n > max_points:
+        raise LimitError("n", f"n must be at most {max_points} (SWIRL_MAX_POINTS), got {n}", location)
+
+
 def check_sample_limits(request: SampleRequest, timesteps: int, max_points: int, max_response_points: int, location: str) -> int:
     """Validate against the configuration and schedule; returns the number of network evaluations."""
-    if request.n > max_points:
-        raise LimitError("n", f"n must be at most {max_points} (SWIRL_MAX_POINTS), got {request.n}", location)
+    _check_n(request.n, max_points, location)
     if request.sampler == "ddpm":
         if request.steps not in (None, timesteps):
             raise LimitError("steps", f"ddpm always takes T = {timesteps} steps; use ddim or dpmpp2m for fewer, got {request.steps}", location)
@@ -104,8 +108,7 @@ def check_sample_limits(request: SampleRequest, timesteps: int, max_points: int,
 def check_forward_limits(request: ForwardRequest, timesteps: int, max_points: int) -> None:
     if request.t > timesteps:
         raise LimitError("t", f"t must be in 0..{timesteps} (T), got {request.t}", "query")
-    if request.n > max_points:
-        raise LimitError("n", f"n must be at most {max_points} (SWIRL_MAX_POINTS), got {request.n}", "query")
+    _check_n(request.n, max_points, "query")
 
 
 # Responses are encoded with orjson straight from numpy (see app/encoding.py); these
