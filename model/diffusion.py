@@ -96,7 +96,6 @@ class Step:
 class SamplingPlan:
     spec: SamplerSpec
     steps: tuple[Step, ...] = field(repr=False)
-    uses_history: bool = False  # True when steps need the previous data prediction
 
     @property
     def timesteps(self) -> list[int]:
@@ -215,7 +214,7 @@ def make_plan(schedule: Schedule, spec: SamplerSpec) -> SamplingPlan:
         return SamplingPlan(spec, tuple(ddim_step(schedule, t, s, spec.eta) for t, s in zip(taus, targets)))
     previous: list[int | None] = [None, *taus[:-1]]
     steps = tuple(dpmpp2m_step(schedule, t, s, p) for t, s, p in zip(taus, targets, previous))
-    return SamplingPlan(spec, steps, uses_history=True)
+    return SamplingPlan(spec, steps)
 
 
 # ---------------------------------------------------------------------------------------
