@@ -45,24 +45,23 @@ def test_two_processes_answer_alike_share_metrics_and_drain_on_sigterm(tiny_chec
             subprocess.run(["sleep", "0.1"], check=True)
         assert samples(server.url).get("swirl_ready") == 2
         params = {"n": 64, "seed": 99, "sampler": "dpmpp2m", "steps": 8}
-        if True:  # one block: the answers, the metrics, then SIGTERM
-            # fresh connections land on either process; every answer is the same
-            answers = [httpx.get(f"{server.url}/sample", params=params, timeout=TIMEOUT).json() for _ in range(12)]
-            first = np.asarray(answers[0]["points"])
-            for body in answers[1:]:
-                np.testing.assert_allclose(np.asarray(body["points"]), first, atol=1e-5, rtol=0)
-            counted = samples(server.url)
-            assert counted.get("swirl_requests_total|endpoint=/sample|method=GET|status=200") == 12
-            assert counted.get("swirl_points_generated_total|endpoint=sample") == 12 * 64
-            # SIGTERM with requests in flight on both processes: all finish, then the server exits 0
-            with ThreadPoolExecutor(max_workers=6) as pool:
-                in_flight = [pool.submit(httpx.get, f"{server.url}/sample", params={"n": 100_000, "seed": s}, timeout=TIMEOUT) for s in range(6)]
-                for _ in range(200):
-                    if samples(server.url).get("swirl_requests_in_flight", 0) == 6:
-                        break
-                    subprocess.run(["sleep", "0.05"], check=True)
-                server.process.send_signal(signal.SIGTERM)
-                statuses = [f.result().status_code for f in in_flight]
+        # fresh connections land on either process; every answer is the same
+        answers = [httpx.get(f"{server.url}/sample", params=params, timeout=TIMEOUT).json() for _ in range(12)]
+        first = np.asarray(answers[0]["points"])
+        for body in answers[1:]:
+            np.testing.assert_allclose(np.asarray(body["points"]), first, atol=1e-5, rtol=0)
+        counted = samples(server.url)
+        assert counted.get("swirl_requests_total|endpoint=/sample|method=GET|status=200") == 12
+        assert counted.get("swirl_points_generated_total|endpoint=sample") == 12 * 64
+        # SIGTERM with requests in flight on both processes: all finish, then the server exits 0
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            in_flight = [pool.submit(httpx.get, f"{server.url}/sample", params={"n": 100_000, "seed": s}, timeout=TIMEOUT) for s in range(6)]
+            for _ in range(200):
+                if samples(server.url).get("swirl_requests_in_flight", 0) == 6:
+                    break
+                subprocess.run(["sleep", "0.05"], check=True)
+            server.process.send_signal(signal.SIGTERM)
+            statuses = [f.result().status_code for f in in_flight]
         assert statuses == [200] * 6, statuses
         assert server.process.wait(timeout=90) == 0
         log = server.log()
