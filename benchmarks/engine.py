@@ -66,7 +66,7 @@ def export_previous(commit: str) -> Path:
 def start(label: str, cwd: Path, env: dict[str, str], ready_timeout: float = 300.0) -> Server:
     port = free_port()
     environment = {**os.environ, "SWIRL_HOST": "127.0.0.1", "SWIRL_PORT": str(port), "SWIRL_DEVICE": "cpu", "SWIRL_LOG_LEVEL": "warning", **env}
-    environment["PYTHONPATH"] = str(cwd)
+    environment["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [os.environ.get("PYTHONPATH")])])
     log = open(Path(tempfile.gettempdir()) / f"swirl-bench-{label.replace(' ', '_')}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen([sys.executable, "-m", "app"], cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + ready_timeout
