@@ -56,6 +56,7 @@ def test_evaluation_records_its_settings_time_and_memory(tiny_checkpoint: Path, 
         assert row["w2_over_floor"] == pytest.approx(row["w2"] / result["w2_floor"], rel=1e-2)
     # deterministic: the same checkpoint scores the same (seeded draws, seeded classifier)
     again = evaluate_checkpoint(path, SMALL, specs=specs, write=False)
+
     def scores(evaluation: dict) -> dict:
         return {label: {k: v for k, v in row.items() if k != "sample_seconds"} for label, row in evaluation["samplers"].items()}
 
