@@ -21,7 +21,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
-from app import errors
+from app import docs, errors
 from app.config import Settings
 from app.metrics import Metrics, multiprocess_dir
 from app.middleware import BodyLimit, RequestMetrics
@@ -81,8 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if multiprocess_dir() is not None:
                 mark_process_dead(os.getpid())  # this process's live gauges leave the sum
 
-    app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
     errors.install(app)
+    docs.install(app)  # /docs and /redoc with self-hosted assets under /docs-static/
     app.include_router(sampling.router)
     app.include_router(info.router)
     app.include_router(ops.router)

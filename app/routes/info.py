@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from app.encoding import FastJSON, JSONBytes
-from app.schemas import ScheduleResponse
+from app.schemas import ModelResponse, ScheduleResponse
 from app.service import ServiceDep
 
 router = APIRouter(tags=["model"])
@@ -20,9 +20,9 @@ async def schedule(service: ServiceDep) -> Response:
     return JSONBytes(service.schedule_json)
 
 
-@router.get("/model", summary="The loaded checkpoint")
+@router.get("/model", response_model=ModelResponse, summary="The loaded checkpoint")
 async def model(service: ServiceDep) -> Response:
-    """Checkpoint id (sha256 of the weights), network and schedule configs, parameter count, training summary,
+    """Model id (sha256 over the weights' canonical form), network and schedule configs, parameter count, training summary,
     evaluation results, the data constants (points = (raw − mean) / scale) and the device in use."""
     info: dict[str, Any] = service.model_info
     return FastJSON(info)
