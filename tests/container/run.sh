@@ -8,7 +8,8 @@
 # debootstrap with apt-get when missing, starts dockerd when it is not running;
 # dockerd is left running afterwards so that its build cache stays warm).
 # Docker Hub is not needed: scripts/container/base-image.sh builds a local
-# stand-in for python:3.11-slim when that image is missing.
+# stand-in for python:3.11-slim under a private name, passed to the build as
+# the PYTHON_IMAGE build argument (SWIRL_PYTHON_IMAGE names another base image).
 #
 # Environment:
 #   SWIRL_CONTAINER_REPORT   write the measurements (JSON) to this file
@@ -87,10 +88,13 @@ for f in pyproject.toml app/main.py model/train.py checkpoints/swiss-roll/checkp
 done
 
 # ---------------------------------------------------------------- images
-log "base image (python:3.11-slim or its local stand-in)"
+log "base image (the local stand-in for python:3.11-slim, unless SWIRL_PYTHON_IMAGE names one)"
 t=$(now)
-bash scripts/container/base-image.sh
-echo "base image ready in $(elapsed "$t" "$(now)") s"
+if [ -z "${SWIRL_PYTHON_IMAGE:-}" ]; then
+    bash scripts/container/base-image.sh
+    export SWIRL_PYTHON_IMAGE="localhost/swirl-python-standin:3.11"
+fi
+echo "base image $SWIRL_PYTHON_IMAGE ready in $(elapsed "$t" "$(now)") s"
 
 log "torch for the image: $TORCH_MODE"
 mkdir -p "$WHEELS_DIR"
@@ -113,8 +117,8 @@ t=$(now)
 # The intermediate stages are tagged so that they stay in the build cache when
 # the dangling images of earlier builds are pruned below (each change of the
 # dependencies would otherwise leave ~10 GB behind).
-docker build --target deps -t "swirl-cache:deps-$TORCH_MODE" .
-docker build --target build -t "swirl-cache:build-$TORCH_MODE" .
+docker build --build-arg PYTHON_IMAGE="$SWIRL_PYTHON_IMAGE" --target deps -t "swirl-cache:deps-$TORCH_MODE" .
+docker build --build-arg PYTHON_IMAGE="$SWIRL_PYTHON_IMAGE" --target build -t "swirl-cache:build-$TORCH_MODE" .
 compose build api
 BUILD_S=$(elapsed "$t" "$(now)")
 rm -f "$WHEELS_DIR"/*.whl
