@@ -13,9 +13,9 @@
 #
 # Idempotent and cached:
 #   * nothing is done if the stand-in already exists; SWIRL_STANDIN_FORCE=1 rebuilds;
-#   * a `python:3.11-slim` that an earlier version of this script built (it
-#     carries the label swirl.standin=1) is untagged, so that name is left to
-#     the real image;
+#   * a `python:3.11-slim` that an earlier version of this script built (label
+#     swirl.standin=1, or our apt settings file in its history) is untagged, so
+#     that name is left to the real image;
 #   * the debootstrap result is kept as a tarball in $SWIRL_STANDIN_CACHE
 #     (default /var/cache/swirl-standin), so a rebuild skips debootstrap.
 #
@@ -79,7 +79,9 @@ main() {
     swirl_ensure_docker
     swirl_setup_builder
 
-    if [ "$(docker image inspect --format '{{ index .Config.Labels "swirl.standin" }}' "$OLD_MISLEADING_TAG" 2>/dev/null || true)" = "1" ]; then
+    # An earlier stand-in: labelled, or (before the label) built with our apt settings file.
+    if [ "$(docker image inspect --format '{{ index .Config.Labels "swirl.standin" }}' "$OLD_MISLEADING_TAG" 2>/dev/null || true)" = "1" ] \
+        || docker history --no-trunc "$OLD_MISLEADING_TAG" 2>/dev/null | grep -q 99swirl-standin; then
         swirl_log "untagging $OLD_MISLEADING_TAG: an earlier stand-in, not the real image"
         docker image rm "$OLD_MISLEADING_TAG" >/dev/null
     fi
