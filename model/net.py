@@ -1,4 +1,6 @@
-"""The ε-network: an MLP ε_θ(x_t, t) with a sinusoidal time embedding.
+"""The denoising network: an MLP f_θ(x_t, t) with a sinusoidal time embedding.
+
+What it predicts (ε, v or x_0) is ``NetConfig.prediction``; ``model.prediction`` converts.
 
 Time enters every hidden layer as a learned bias τ_l(t) computed from a sinusoidal
 embedding of t (never the raw integer). Because τ depends on t alone, samplers compute
@@ -16,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.prediction import check_prediction
+
 ACTIVATIONS = ("silu", "relu", "gelu")
 
 
@@ -26,8 +30,10 @@ class NetConfig:
     time_embedding_dim: int = 32  # size of the sinusoidal embedding of t
     activation: str = "silu"  # one of ACTIVATIONS
     data_dim: int = 2  # the swiss roll is 2D
+    prediction: str = "eps"  # what the output means: "eps", "v" or "x0" (model.prediction)
 
     def __post_init__(self) -> None:
+        check_prediction(self.prediction)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"Unknown activation {self.activation!r}; valid ones are {', '.join(ACTIVATIONS)}")
         if self.hidden < 1 or self.depth < 1:
@@ -59,7 +65,10 @@ def _activation(name: str) -> nn.Module:
 
 
 class EpsilonMLP(nn.Module):
-    """ε_θ(x_t, t): (B, 2) points and (B,) integer steps → (B, 2) predicted noise."""
+    """f_θ(x_t, t): (B, 2) points and (B,) integer steps → (B, 2) prediction (ε by default).
+
+    The name is the seed's; with ``config.prediction = "v"`` the output is v = α_t ε − σ_t x_0.
+    """
 
     def __init__(self, config: NetConfig, timesteps: int) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ from model.data import DEFAULT_NOISE, Normalisation, fit_normalisation, swiss_ro
 from model.device import resolve_device
 from model.diffusion import q_sample
 from model.net import EpsilonMLP, NetConfig
+from model.prediction import PREDICTIONS, training_target
 from model.schedule import Schedule, ScheduleConfig
 
 log = logging.getLogger("swirl.train")
@@ -63,6 +64,8 @@ class TrainConfig:
             raise ValueError(f"Unknown lr schedule {self.lr_schedule!r}; valid ones are constant, cosine")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
+        if self.schedule.zero_terminal_snr and self.net.prediction == "eps":
+            raise ValueError("zero terminal SNR needs v- or x0-prediction: an ε-network cannot give x̂_0 where ᾱ_T = 0")
 
 
 @dataclass
@@ -116,8 +119,13 @@ def train(config: TrainConfig, device: torch.device, progress: bool = True) -> T
         x0 = data[torch.randint(0, data.shape[0], (config.batch_size,), device=device, generator=generator)]
         t = torch.randint(1, T + 1, (config.batch_size,), device=device, generator=generator)
         eps = torch.randn(x0.shape, device=device, generator=generator)
-        # line 5: gradient step on ‖ε − ε_θ(x_t, t)‖²
-        loss = F.mse_loss(net(q_sample(tables, x0, t, eps), t), eps)
+        # line 5: gradient step on ‖ε − ε_θ(x_t, t)‖² (or on v / x_0: model.prediction)
+        if config.net.prediction == "eps":
+            target = eps
+        else:
+            alpha, sigma = tables.sqrt_alpha_bar[t][:, None], tables.sqrt_one_minus_alpha_bar[t][:, None]
+            target = training_target(config.net.prediction, x0, eps, alpha, sigma)
+        loss = F.mse_loss(net(q_sample(tables, x0, t, eps), t), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -167,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=net.depth)
     p.add_argument("--time-embedding-dim", type=int, default=net.time_embedding_dim)
     p.add_argument("--activation", default=net.activation)
+    p.add_argument("--prediction", default=net.prediction, choices=list(PREDICTIONS), help="what the network predicts")
+    p.add_argument("--zero-terminal-snr", action="store_true", help="rescale the schedule so that ᾱ_T = 0 (needs v or x0)")
     p.add_argument("--schedule", default=sched.kind, help="linear or cosine")
     p.add_argument("--timesteps", type=int, default=sched.timesteps)
     p.add_argument("--beta-start", type=float, default=sched.beta_start)
@@ -190,8 +200,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         n_train=args.n_train,
         noise=args.noise,
-        net=NetConfig(hidden=args.hidden, depth=args.depth, time_embedding_dim=args.time_embedding_dim, activation=args.activation),
-        schedule=ScheduleConfig(kind=args.schedule, timesteps=args.timesteps, beta_start=args.beta_start, beta_end=args.beta_end),
+        net=NetConfig(hidden=args.hidden, depth=args.depth, time_embedding_dim=args.time_embedding_dim, activation=args.activation, prediction=args.prediction),
+        schedule=ScheduleConfig(
+            kind=args.schedule, timesteps=args.timesteps, beta_start=args.beta_start, beta_end=args.beta_end, zero_terminal_snr=args.zero_terminal_snr
+        ),
     )
 
 
