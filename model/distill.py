@@ -36,8 +36,10 @@ import torch
 from tqdm import tqdm
 
 from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from model.denoiser import NetDenoiser
 from model.device import resolve_device
-from model.diffusion import GeneratorNoise, SamplerSpec, ddim_step, net_eps_fn, run_chain, subsequence
+from model.diffusion import SamplerSpec, ddim_step, subsequence
+from model.engine import sample
 from model.net import EpsilonMLP
 from model.train import downsample_curve
 
@@ -49,7 +51,7 @@ GRID_SPACING = "quadratic"  # τ_k = T·(k/S)², more steps near the data
 
 def default_train_steps(student_steps: int) -> int:
     """Optimiser steps per student: one jump from noise to data needs far more than a few short ones."""
-    return 40_000 if student_steps == 1 else 8_000
+    return 60_000 if student_steps == 1 else 12_000
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class DistillConfig:
     trajectories: int = 200_000  # teacher ODE solutions x_T → x_0
     train_steps: tuple[tuple[int, int], ...] = ()  # (student steps, optimiser steps); default_train_steps otherwise
     batch_size: int = 1024
-    lr: float = 5e-4  # peak learning rate (Adam), cosine decay to 0 after warm-up
+    lr: float = 1e-3  # peak learning rate (Adam), cosine decay to 0 after warm-up (5e-4 lost 0.004–0.014: RESULTS.md)
     warmup_steps: int = 200
     ema_decay: float = 0.999  # the checkpoint stores the EMA of the student's weights
     seed: int = 0
@@ -102,11 +104,8 @@ def teacher_spec(timesteps: int) -> SamplerSpec:
 def teacher_trajectories(teacher: Checkpoint, count: int, seed: int) -> Trajectories:
     T = teacher.schedule.timesteps
     plan = teacher.plan(teacher_spec(T))
-    generator = torch.Generator(device=teacher.device).manual_seed(seed)
     started = time.perf_counter()
-    result = run_chain(
-        net_eps_fn(teacher.net, T, teacher.device), plan, GeneratorNoise.single(generator, count), count, device=teacher.device, trajectory_every=1
-    )
+    result = sample(NetDenoiser(teacher.net, teacher.device), plan, count, seed, trajectory_every=1)
     seconds = time.perf_counter() - started
     frames = {t: x for t, x in result.trajectory}
     log.info("teacher: %d trajectories over %d steps in %.1f s", count, T, seconds)
@@ -272,7 +271,7 @@ def _parse_train_steps(text: str) -> tuple[tuple[int, int], ...]:
         pairs = [part.split("=") for part in text.split(",") if part.strip()]
         return tuple((int(a), int(b)) for a, b in pairs)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected S=K pairs such as 1=40000,4=8000, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected S=K pairs such as 1=60000,4=12000, got {text!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -282,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_parse_int_list, default=defaults.steps, help="students' network evaluations, e.g. 1,2,4")
     p.add_argument("--out", type=Path, required=True, help="prefix: student S is written to PREFIX-S")
     p.add_argument("--trajectories", type=int, default=defaults.trajectories, help="teacher ODE solutions to learn from")
-    p.add_argument("--train-steps", type=_parse_train_steps, default=(), help="optimiser steps per student, e.g. 1=40000,2=8000 (default_train_steps)")
+    p.add_argument("--train-steps", type=_parse_train_steps, default=(), help="optimiser steps per student, e.g. 1=60000,2=12000 (default_train_steps)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay)

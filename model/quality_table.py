@@ -26,7 +26,7 @@ from model.diffusion import SamplerSpec
 
 log = logging.getLogger("swirl.quality_table")
 
-EVALUATIONS = (1, 2, 4, 10, 20, 50)
+EVALUATIONS = (1, 2, 4, 8, 10, 20, 50)
 START, END = "<!-- quality-table:start -->", "<!-- quality-table:end -->"
 
 

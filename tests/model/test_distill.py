@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint, save_checkpoint
-from model.diffusion import GeneratorNoise, SamplerSpec, net_eps_fn, run_chain
+from model.denoiser import NetDenoiser
+from model.diffusion import SamplerSpec
 from model.distill import DistillConfig, distill, student_path, teacher_spec
+from model.engine import sample
 from model.errors import InvalidParameter
 from model.net import NetConfig
 from model.schedule import ScheduleConfig
@@ -42,8 +44,7 @@ def students(teacher_dir: Path) -> list[Path]:
 
 def run(path: Path, spec: SamplerSpec, x_T: torch.Tensor) -> torch.Tensor:
     checkpoint = load_checkpoint(path)
-    eps = net_eps_fn(checkpoint.net, checkpoint.schedule.timesteps, "cpu")
-    return run_chain(eps, checkpoint.plan(spec), GeneratorNoise.single(torch.Generator(), len(x_T)), len(x_T), x_T=x_T).x0
+    return sample(NetDenoiser(checkpoint.net, "cpu"), checkpoint.plan(spec), len(x_T), x_T=x_T).x0
 
 
 def test_distillation_lowers_the_landing_error_and_writes_self_describing_students(teacher_dir: Path, students: list[Path]) -> None:

@@ -14,7 +14,9 @@ import math
 import pytest
 import torch
 
-from model.diffusion import EpsFn, GeneratorNoise, SamplerSpec, ddim_step, ddpm_step, dpmpp2m_step, make_plan, run_chain
+from model.denoiser import FunctionDenoiser
+from model.diffusion import EpsFn, SamplerSpec, SamplingPlan, ddim_step, ddpm_step, dpmpp2m_step, make_plan
+from model.engine import sample as engine_sample
 from model.errors import InvalidParameter
 from model.schedule import Schedule, ScheduleConfig
 
@@ -35,10 +37,12 @@ def oracle(schedule: Schedule, prediction: str) -> EpsFn:
     return out
 
 
+def run(fn: EpsFn, plan: SamplingPlan, n: int, seed: int) -> torch.Tensor:
+    return engine_sample(FunctionDenoiser(fn), plan, n, seed).x0.double()
+
+
 def sample(schedule: Schedule, spec: SamplerSpec, prediction: str, n: int = 10_000, seed: int = 3) -> torch.Tensor:
-    plan = make_plan(schedule, spec, prediction=prediction)
-    g = torch.Generator().manual_seed(seed)
-    return run_chain(oracle(schedule, prediction), plan, GeneratorNoise.single(g, n), n).x0.double()
+    return run(oracle(schedule, prediction), make_plan(schedule, spec, prediction=prediction), n, seed)
 
 
 SPECS = [  # fine enough on T = 50 for the oracle to be exact within the tolerance
@@ -80,7 +84,7 @@ def test_stochastic_samplers_are_exact_on_a_fine_zero_snr_schedule(spec: Sampler
 def test_a_wrong_prediction_type_is_caught_by_the_oracle() -> None:
     # the same v-oracle read as if it predicted x0: the chain must then miss the data
     plan = make_plan(ZERO_SNR, SamplerSpec("ddim"), prediction="x0")
-    x0 = run_chain(oracle(ZERO_SNR, "v"), plan, GeneratorNoise.single(torch.Generator().manual_seed(0), 5000), 5000).x0.double()
+    x0 = run(oracle(ZERO_SNR, "v"), plan, 5000, 0)
     assert (x0.mean(0) - MEAN).abs().max() > 0.1 or (x0.std(0) - STD).abs().max() > 0.1
 
 
@@ -140,7 +144,7 @@ def test_student_sampler_with_an_exact_student_recovers_the_data_in_its_grid_ste
     plan = make_plan(ZERO_SNR, SamplerSpec("student", steps=len(grid)), prediction="v", student_grids=grids)
     assert plan.timesteps == grid and plan.steps[-1].t_next == 0 and not plan.draws_noise
     n = 10_000
-    x0 = run_chain(exact_student(ZERO_SNR, grid), plan, GeneratorNoise.single(torch.Generator().manual_seed(4), n), n).x0.double()
+    x0 = run(exact_student(ZERO_SNR, grid), plan, n, 4)
     torch.testing.assert_close(x0.mean(0), MEAN, atol=0.02, rtol=0)
     torch.testing.assert_close(x0.std(0), torch.full((2,), STD, dtype=torch.float64), atol=0.02, rtol=0)
 
