@@ -72,7 +72,8 @@ def start(label: str, cwd: Path, env: dict[str, str], ready_timeout: float = 300
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{label} exited with {process.returncode}")
+            log.close()
+            raise RuntimeError(f"{label} exited with {process.returncode}:\n{Path(log.name).read_text(errors='replace')[-3000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 time.sleep(2.0)  # every process of a multi-process server becomes ready in turn
