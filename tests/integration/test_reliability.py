@@ -473,7 +473,7 @@ def test_a_killed_training_run_leaves_the_previous_checkpoint_intact(tiny_checkp
     previous = load_checkpoint(target).sha256
     listing = sorted(p.name for p in target.parent.iterdir())
     log_path = tmp_path / "train.log"
-    command = [sys.executable, "-m", "model.train", "--out", str(target), "--steps", "100000", "--hidden", "16", "--depth", "1"]
+    command = [sys.executable, "-m", "model.train", "--out", str(target), "--overwrite", "--steps", "100000", "--hidden", "16", "--depth", "1"]
     command += ["--n-train", "2000", "--batch-size", "64", "--device", "cpu", "--no-progress"]
     with open(log_path, "wb") as handle:
         process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
