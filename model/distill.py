@@ -123,9 +123,15 @@ def _learning_rate(config: DistillConfig, step: int, total: int) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def landing_loss(net: EpsilonMLP, x: torch.Tensor, t: torch.Tensor, target: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Mean squared distance between the student's DDIM landing point and the teacher's x_s."""
-    landed = a[:, None] * x + b[:, None] * net(x, t)
+def landing_loss(
+    net: EpsilonMLP, x: torch.Tensor, k: torch.Tensor, t_table: torch.Tensor, target: torch.Tensor, a_table: torch.Tensor, b_table: torch.Tensor
+) -> torch.Tensor:
+    """Mean squared distance between the student's DDIM landing point and the teacher's x_s.
+
+    Row i starts at grid point k_i; τ(t) is computed once per grid point, not per row.
+    """
+    bias = net.time_bias(t_table)[k]  # (B, depth, width)
+    landed = a_table[k][:, None] * x + b_table[k][:, None] * net.forward_with_row_bias(x, bias)
     return ((landed - target) ** 2).sum(dim=1).mean()
 
 
@@ -162,7 +168,7 @@ def distill_student(teacher: Checkpoint, trajectories: Trajectories, steps: int,
             group["lr"] = _learning_rate(config, step, total)
         index = torch.randint(0, rows, (config.batch_size,), device=device, generator=generator)
         k = torch.randint(0, steps, (config.batch_size,), device=device, generator=generator)
-        loss = landing_loss(net, starts[k, index], t_table[k], ends[k, index], a_table[k], b_table[k])
+        loss = landing_loss(net, starts[k, index], k, t_table, ends[k, index], a_table, b_table)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -209,8 +215,8 @@ def _grid_error(
     """Mean over the grid's intervals of the one-step landing error on ``rows`` (teacher states in)."""
     errors = []
     for k in range(len(t_table)):
-        t = t_table[k].expand(len(rows))
-        errors.append(float(landing_loss(net, starts[k, rows], t, ends[k, rows], a_table[k].expand(len(rows)), b_table[k].expand(len(rows)))))
+        index = torch.full((len(rows),), k, device=t_table.device)
+        errors.append(float(landing_loss(net, starts[k, rows], index, t_table, ends[k, rows], a_table, b_table)))
     return sum(errors) / len(errors)
 
 

@@ -92,7 +92,14 @@ class EpsilonMLP(nn.Module):
         return self.time_mlp(emb).view(-1, self.config.depth, self.config.hidden)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        bias = self.time_bias(t)  # (B, depth, width)
+        return self.forward_with_row_bias(x, self.time_bias(t))
+
+    def forward_with_row_bias(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``forward`` with each row's τ(t) given, (B, depth, width), differentiable.
+
+        When a batch draws its t from a few values (a distilled student's grid), computing
+        τ once per value and indexing it skips most of the time MLP's work.
+        """
         h = x
         for i, layer in enumerate(self.layers):
             h = self.act(layer(h) + bias[:, i])
