@@ -84,3 +84,14 @@ def test_a_student_refuses_other_step_counts(students: list[Path]) -> None:
 def test_a_student_cannot_be_distilled_again(students: list[Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="itself a student"):
         distill(students[0], DistillConfig(steps=(1,), trajectories=10), tmp_path / "x", torch.device("cpu"), progress=False)
+
+
+def test_the_command_line_writes_one_checkpoint_per_step_count(teacher_dir: Path, tmp_path: Path) -> None:
+    from model.distill import main
+
+    out = tmp_path / "cli-student"
+    argv = [str(teacher_dir), "--steps", "1,2", "--trajectories", "300", "--train-steps", "1=20,2=20", "--batch-size", "64"]
+    assert main([*argv, "--out", str(out), "--no-progress", "--threads", "1", "--device", "cpu"]) == 0
+    assert load_checkpoint(tmp_path / "cli-student-1").student_grids == {1: [50]}
+    assert load_checkpoint(tmp_path / "cli-student-2").student_grids == {2: [50, 12]}
+    assert main([str(teacher_dir), "--steps", "0", "--out", str(out), "--no-progress"]) == 2
