@@ -15,6 +15,7 @@ raw asyncio sockets (``benchmarks/_common.raw_get``), which cost the client almo
 2. Head-of-line blocking: a 10-point request sent while a 100,000-point DDPM request runs
    (its latency, and the big request's time against its time alone).
 3. 64 concurrent clients × n = 100 against one 6,400-point request (median of interleaved pairs).
+4. DDPM-50 in-process at n = 1k, 10k, 100k: the previous ``run_chain`` against ``model.engine.sample``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def start(label: str, cwd: Path, env: dict[str, str], ready_timeout: float = 300
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{label} exited with {process.returncode}")
+            log.close()
+            raise RuntimeError(f"{label} exited with {process.returncode}:\n{Path(log.name).read_text(errors='replace')[-3000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 time.sleep(2.0)  # every process of a multi-process server becomes ready in turn
@@ -154,15 +156,58 @@ async def crowd_vs_one(port: int, clients: int = 64, n: int = 100) -> float:
     return statistics.median(ratios)
 
 
+OLD_CHAIN = """
+import sys, time, torch
+from model.checkpoint import load_checkpoint
+from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain
+ck = load_checkpoint("checkpoints/swiss-roll", "cpu")
+eps, plan = net_eps_fn(ck.net, ck.schedule.timesteps, "cpu"), make_plan(ck.schedule, SamplerSpec("ddpm"))
+run = lambda n: run_chain(eps, plan, GeneratorNoise.single(torch.Generator().manual_seed(0), n), n)
+"""
+NEW_CHAIN = """
+import sys, time, torch
+from model.checkpoint import load_checkpoint
+from model.denoiser import NetDenoiser
+from model.diffusion import SamplerSpec, make_plan
+from model.engine import sample
+ck = load_checkpoint("checkpoints/swiss-roll", "cpu")
+denoiser, plan = NetDenoiser(ck.net, "cpu"), make_plan(ck.schedule, SamplerSpec("ddpm"))
+run = lambda n: sample(denoiser, plan, n, 0)
+"""
+TIMING = """
+n = int(sys.argv[1]); run(n)
+times = []
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter(); run(n); times.append(time.perf_counter() - t0)
+print(sorted(times)[len(times) // 2])
+"""
+
+
+def in_process(previous: Path, sizes: tuple[int, ...] = (1000, 10_000, 100_000), rounds: int = 3) -> list[list[str]]:
+    """DDPM-50 in-process, the previous ``run_chain`` against ``model.engine.sample``, alternating subprocesses."""
+    rows = []
+    for n in sizes:
+        repeats = "5" if n < 100_000 else "2"
+        old, new = [], []
+        for _ in range(rounds):
+            for code, cwd, into in ((OLD_CHAIN, previous, old), (NEW_CHAIN, ROOT, new)):
+                env = {**os.environ, "PYTHONPATH": str(cwd)}
+                out = subprocess.run([sys.executable, "-c", code + TIMING, str(n), repeats], cwd=cwd, env=env, check=True, capture_output=True, text=True)
+                into.append(float(out.stdout.strip().splitlines()[-1]))
+        o, w = statistics.median(old), statistics.median(new)
+        rows.append([f"{n:,}", f"{o * 1e3:.1f}", f"{w * 1e3:.1f}", f"{o / w:.2f}×"])
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--previous", default="54b5401", help="commit of the previous server (default: the last before the engine)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of mixed load per server and round")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--clients", type=int, default=48)
-    p.add_argument("--only", choices=["mixed", "hol", "crowd"], action="append", help="run only these scenarios")
+    p.add_argument("--only", choices=["mixed", "hol", "crowd", "inproc"], action="append", help="run only these scenarios")
     args = p.parse_args()
-    scenarios = set(args.only or ["mixed", "hol", "crowd"])
+    scenarios = set(args.only or ["mixed", "hol", "crowd", "inproc"])
     previous = export_previous(args.previous)
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.2f}\n")
     configs = [
@@ -222,6 +267,9 @@ def main() -> None:
         rows = [[label, f"{statistics.median(v):.2f}"] for label, v in crowd.items()]
         print("\n64 concurrent clients × n = 100 against one 6,400-point request (median ratio of 7 interleaved pairs per round):\n")
         print(table(["server", "time ratio"], rows))
+    if "inproc" in scenarios:
+        print("\nDDPM-50 in-process, previous run_chain against the engine's sample() (medians of alternating subprocesses):\n")
+        print(table(["n", "previous ms", "engine ms", "engine speed"], in_process(previous)))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -13,8 +13,8 @@ export PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/device.txt"
 echo "== GPU tests"
-timeout 60 $PY -m pytest -q -p no:cacheprovider tests/model/test_graphs.py tests/model/test_engine.py 2>&1 | tee "$OUT/tests.txt"
+timeout 50 $PY -m pytest -q -p no:cacheprovider tests/model/test_graphs.py tests/model/test_engine.py 2>&1 | tee "$OUT/tests.txt"
 echo "== in-process compute"
-timeout 120 $PY benchmarks/gpu.py --repeats 5 --json "$OUT/gpu.json" --tf32 2>&1 | tee "$OUT/gpu.txt"
+timeout 60 $PY benchmarks/gpu.py --repeats ${REPEATS:-5} --sizes ${SIZES:-1000 10000 100000 1000000} --json "$OUT/gpu.json" --tf32 2>&1 | tee "$OUT/gpu.txt"
 echo "== serving"
-timeout 150 $PY benchmarks/gpu_serving.py --duration 8 --rounds 5 --json "$OUT/serving.json" 2>&1 | tee "$OUT/serving.txt"
+timeout 100 $PY benchmarks/gpu_serving.py --duration ${DURATION:-8} --rounds 5 --json "$OUT/serving.json" 2>&1 | tee "$OUT/serving.txt"
