@@ -72,6 +72,8 @@ def test_readme_httpx_example_works(live_server: str, capsys: pytest.CaptureFixt
 # repository's tracked files (sharing this checkout's .venv), except for three stated
 # reductions of cost: training steps become TRAIN_STEPS, the evaluation gets small
 # --samples/--w2-samples, and `make train` (70,000 steps, minutes) is checked as a dry run.
+# The commands that reproduce the few-step models ("long": a v-model, distillation) are
+# checked by their options: each program's --help lists every option the README passes.
 
 TRAIN_STEPS = "30"
 ROOT = README.parent
@@ -94,6 +96,8 @@ def command_class(command: str) -> str:
         return "container"  # tests/container/run.sh (make test-container) builds and runs the image
     if command == "make test":
         return "self"  # the command that runs this test
+    if "swiss-roll-v" in command or "make_few_step_figure" in command:
+        return "long"  # reproduces the few-step models (hours of CPU): checked by their options, below
     if re.match(r"(\w+=\S+ )*make (serve|train)$", command) or command.startswith(".venv/bin/python -m model."):
         return "local"
     return "unknown"
@@ -140,6 +144,7 @@ def test_readme_training_commands_run_as_written(fresh_copy: Path) -> None:
     local = [c for c in shell_commands() if command_class(c) == "local"]
     (train,) = [c for c in local if c.startswith(".venv/bin/python -m model.train")]
     (evaluate,) = [c for c in local if c.startswith(".venv/bin/python -m model.evaluate")]
+    assert "checkpoints/mine" in train and "checkpoints/mine" in evaluate
     out = re.search(r"--out (\S+)", train)
     assert out is not None
     completed = run_in(fresh_copy, re.sub(r"--steps \d+", f"--steps {TRAIN_STEPS}", train) + " --no-progress")
@@ -186,3 +191,18 @@ def test_readme_serve_commands_run_as_written(fresh_copy: Path, tmp_path: Path) 
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)
+
+
+def test_readme_long_commands_use_only_options_their_programs_have(fresh_copy: Path) -> None:
+    long = [c for c in shell_commands() if command_class(c) == "long"]
+    assert long
+    for command in long:
+        program = re.match(r"(?:\w+=\S+ )*(\.venv/bin/python (?:-m [\w.]+|\S+\.py)|make \w+)", command)
+        assert program is not None, command
+        assert program.group(1).startswith(".venv/bin/python") or program.group(1) == "make serve", command
+        if program.group(1) == "make serve":
+            continue  # serves a distilled student: the same `make serve` the local test runs
+        completed = run_in(fresh_copy, f"{program.group(1)} --help", timeout=120)
+        assert completed.returncode == 0, (command, completed.stderr[-1000:])
+        for flag in re.findall(r"(?<=\s)(--[\w-]+)", command):
+            assert flag in completed.stdout, f"{command}: {flag} is not an option of {program.group(1)}"
