@@ -235,6 +235,14 @@ NEW_SHA="$(compose --profile train run --rm --no-deps --entrypoint cat train \
 echo "old model id: $OLD_ID"
 echo "new weights sha256: $NEW_SHA"
 [ "$NEW_SHA" != "$OLD_ID" ] || swirl_die "the retrained checkpoint has the default one's sha256"
+# The model id depends on the weights alone: the same seeded training on this host's CPU
+# must give the id the container's training gave.
+HOST_RUN="$(mktemp -d)"
+"$PYTHON" -m model.train --out "$HOST_RUN/retrained" --steps "$TRAIN_STEPS" --device cpu --no-progress >/dev/null
+HOST_SHA="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["weights_sha256"])' "$HOST_RUN/retrained/checkpoint.json")"
+rm -rf "$HOST_RUN"
+echo "same training on the host: $HOST_SHA"
+[ "$HOST_SHA" = "$NEW_SHA" ] || swirl_die "the host's model id $HOST_SHA differs from the container's $NEW_SHA for the same training"
 
 log "serve the retrained checkpoint"
 export SWIRL_CHECKPOINT="/srv/checkpoints/$TRAIN_NAME"
