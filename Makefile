@@ -51,12 +51,12 @@ lint: $(STAMP)
 ## train: retrain the shipped checkpoint (same model id), then evaluate it (timings: benchmarks/RESULTS.md)
 train: $(STAMP)
 	@echo "make train: 1. training checkpoints/swiss-roll (70,000 steps: 189-336 s on this project's 2-core CPU)"
-	@echo "            2. evaluating it with python -m model.evaluate (4 samplers: about 1 min on idle cores, 4-5 min when the cores are shared 6 ways)"
+	@echo "            2. evaluating it with python -m model.evaluate (4 samplers: 205 s measured with the 2 cores shared by other jobs, load 12-16; see benchmarks/RESULTS.md)"
 	$(PY) -m model.train --out checkpoints/swiss-roll --overwrite --evaluate
 
 ## evaluate: re-evaluate the shipped checkpoint and store the results in its checkpoint.json
 evaluate: $(STAMP)
-	@echo "make evaluate: python -m model.evaluate checkpoints/swiss-roll (about 1 min on idle cores, 4-5 min when they are shared)"
+	@echo "make evaluate: python -m model.evaluate checkpoints/swiss-roll (205 s measured with the 2 cores shared by other jobs, load 12-16)"
 	$(PY) -m model.evaluate checkpoints/swiss-roll
 
 bench: $(STAMP)

@@ -15,8 +15,9 @@ Costs, and why these sizes: exact W2 needs the full n² cost matrix (n = 10,000:
 and minutes of network simplex per draw), so it runs on the first 2,000 points of each
 draw (32 MB); the C2ST keeps all 10,000 points per draw, and 2 folds instead of 5 fit
 the classifier 2 times instead of 5 while still testing every point once. The defaults
-evaluate four samplers in about a minute on an idle 2-core machine, in well under 1 GB
-(figures in benchmarks/RESULTS.md). Everything runs single-threaded by default: OpenMP
+evaluated four samplers in 205 s at 521 MiB peak RSS on a 2-core machine whose cores other
+jobs kept busy (load 12-16); the previous settings took 16 minutes and 3.4 GB
+(benchmarks/RESULTS.md). Everything runs single-threaded by default: OpenMP
 threads sharing busy cores slow each other down many times over.
 
 Everything is computed in the normalised space the diffusion runs in. The evaluation
