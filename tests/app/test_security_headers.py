@@ -146,7 +146,7 @@ async def test_head_answers_every_get_route_with_the_get_headers_and_no_body(htt
         get, head = await http.get(path), await http.head(path)
         assert head.status_code == get.status_code and head.content == b"", path
         assert head.headers["content-length"] == get.headers["content-length"], path
-    # a POST-only route still refuses HEAD (405), like any other method it lacks
+    # HEAD of a path that does not exist is a 404 like its GET
     assert (await http.head("/no-such-page")).status_code == 404
 
 
