@@ -11,11 +11,17 @@ round-robin so machine noise hits them alike:
 
 Sequential keep-alive round trips of ``GET /healthz`` and a small ``GET /sample``
 (n=10, ddim, 2 steps); medians and the difference to "before". Logs go to /dev/null.
+
+Over loopback HTTP on a shared, loaded 2-core machine the round trip's noise is larger than
+the middleware, so the same three stacks are also driven in-process (``--in-process``: the
+ASGI app called directly, no sockets, no uvicorn): that isolates the middleware's own cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import statistics
 import subprocess
@@ -29,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine, table  # noqa: E402
+from tests.conftest import make_settings  # noqa: E402
 
 LAUNCH = """
 import sys, uvicorn
@@ -80,12 +87,113 @@ def start(checkpoint: str, variant: str, env: dict[str, str]) -> tuple[subproces
     raise RuntimeError(f"{variant} server not ready")
 
 
+def in_process(checkpoint: str, rounds: int, per_round: int) -> list[list[str]]:
+    """Median µs per request with the ASGI app called directly, the three stacks interleaved."""
+    from asgi_lifespan import LifespanManager
+
+    from app.main import create_app
+    from app.middleware import BodyLimit, RequestMetrics
+
+    env = {k[len("SWIRL_") :].lower(): v for k, v in ALL_ON.items()}
+    apps = {
+        "before": create_app(make_settings(Path(checkpoint), torch_threads=1)),
+        "after, defaults": create_app(make_settings(Path(checkpoint), torch_threads=1)),
+        "after, all on": create_app(make_settings(Path(checkpoint), torch_threads=1, **env)),
+    }
+    before = apps["before"]
+    before.user_middleware = [m for m in before.user_middleware if m.cls in (BodyLimit, RequestMetrics)]
+    extra_headers = {"after, all on": [(b"origin", b"https://app.example.com"), (b"x-forwarded-for", b"198.51.100.1")]}
+
+    async def call(app: object, name: str, path: str, query: bytes) -> int:
+        done = asyncio.Event()
+        first = True
+        status = 0
+
+        async def receive() -> dict[str, object]:
+            nonlocal first
+            if first:
+                first = False
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, object]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])  # type: ignore[call-overload]
+            elif not message.get("more_body"):
+                done.set()
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": query,
+            "root_path": "",
+            "headers": [(b"host", b"bench"), *extra_headers.get(name, [])],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }
+        await app(scope, receive, send)  # type: ignore[operator]
+        return status
+
+    async def run() -> dict[tuple[str, str], list[float]]:
+        times: dict[tuple[str, str], list[float]] = {(r, v): [] for r in REQUESTS for v in apps}
+        managers = {name: LifespanManager(app, startup_timeout=120) for name, app in apps.items()}
+        started = {name: await manager.__aenter__() for name, manager in managers.items()}
+        for handler in logging.getLogger().handlers:  # the access log is part of the cost; its output is not
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
+        try:
+            for request, (path, params) in REQUESTS.items():
+                query = "&".join(f"{k}={v}" for k, v in params.items()).encode()
+                for name, app in started.items():
+                    for _ in range(20):
+                        assert await call(app.app, name, path, query) == 200
+                for _ in range(rounds):
+                    for name, app in started.items():
+                        for _ in range(per_round):
+                            t0 = time.perf_counter()
+                            status = await call(app.app, name, path, query)
+                            times[(request, name)].append(time.perf_counter() - t0)
+                            assert status == 200
+        finally:
+            for manager in managers.values():
+                await manager.__aexit__(None, None, None)
+        return times
+
+    return rows_of(asyncio.run(run()))
+
+
+def rows_of(times: dict[tuple[str, str], list[float]]) -> list[list[str]]:
+    rows = []
+    for request in REQUESTS:
+        base = statistics.median(times[(request, "before")])
+        for name in VARIANTS:
+            values = sorted(times[(request, name)])
+            median = statistics.median(values)
+            p90 = values[int(0.9 * (len(values) - 1))]
+            rows.append([request, name, f"{median * 1e6:.0f}", f"{p90 * 1e6:.0f}", "–" if name == "before" else f"{(median - base) * 1e6:+.0f}"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default="checkpoints/swiss-roll")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--per-round", type=int, default=40)
+    parser.add_argument("--in-process", action="store_true", help="call the ASGI app directly instead of over HTTP")
     args = parser.parse_args()
+    headers_row = ["request", "middleware", "median µs", "p90 µs", "Δ median µs"]
+    if args.in_process:
+        rows = in_process(args.checkpoint, args.rounds, args.per_round)
+        print(f"in-process ASGI; machine: {machine()}; load: {os.getloadavg()[0]:.2f}; {args.rounds} rounds × {args.per_round} requests per variant")
+        print(table(headers_row, rows))
+        return
     servers = {name: start(args.checkpoint, variant, env) for name, (variant, env) in VARIANTS.items()}
     headers = {"origin": "https://app.example.com", "x-forwarded-for": "198.51.100.1"}
     clients = {name: httpx.Client(base_url=url, headers=headers if name == "after, all on" else {}) for name, (_, url) in servers.items()}
@@ -108,16 +216,8 @@ def main() -> None:
         for process, _ in servers.values():
             process.terminate()
             process.wait(timeout=30)
-    rows = []
-    for request in REQUESTS:
-        base = statistics.median(times[(request, "before")])
-        for name in VARIANTS:
-            values = sorted(times[(request, name)])
-            median = statistics.median(values)
-            p90 = values[int(0.9 * (len(values) - 1))]
-            rows.append([request, name, f"{median * 1e6:.0f}", f"{p90 * 1e6:.0f}", "–" if name == "before" else f"{(median - base) * 1e6:+.0f}"])
-    print(f"machine: {machine()}; load: {os.getloadavg()[0]:.2f}; {args.rounds} rounds × {args.per_round} requests per variant")
-    print(table(["request", "middleware", "median µs", "p90 µs", "Δ median µs"], rows))
+    print(f"HTTP over loopback; machine: {machine()}; load: {os.getloadavg()[0]:.2f}; {args.rounds} rounds × {args.per_round} requests per variant")
+    print(table(headers_row, rows_of(times)))
 
 
 if __name__ == "__main__":
