@@ -9,6 +9,7 @@ refuses new samples, finishes the admitted ones, then stops the worker.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from prometheus_client.multiprocess import mark_process_dead
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
@@ -24,7 +26,7 @@ from app.client_address import ClientResolver, parse_networks
 from app.config import Settings
 from app.head import HeadAsGet
 from app.logs import configure_logging
-from app.metrics import Metrics
+from app.metrics import Metrics, multiprocess_dir
 from app.middleware import BodyLimit, RequestMetrics
 from app.request_context import RequestContext
 from app.routes import info, ops, sampling
@@ -76,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("shutting down: finishing admitted requests")
             await run_in_threadpool(service.worker.stop, settings.graceful_shutdown_s)
             log.info("worker stopped")
+            if multiprocess_dir() is not None:
+                mark_process_dead(os.getpid())  # this process's live gauges leave the sum
 
     app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
@@ -101,12 +105,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def rate_limiter(settings: Settings, metrics: Metrics) -> rate_limit.RateLimiter:
-    """SWIRL_RATE_LIMIT* as token buckets (None where a limit is off)."""
+    """SWIRL_RATE_LIMIT* as token buckets (None where a limit is off), this process's share of them.
+
+    Each of the SWIRL_WORKERS processes keeps its own buckets and gets 1/processes of every
+    rate and burst, so a client spreading its connections over the processes never gets more
+    than the settings in total (see app/rate_limit.py).
+    """
+    share = 1.0 / max(1, int(os.environ.get("SWIRL_PROCESSES", "1")))
     compute = requests = None
     if settings.rate_limit > 0:
-        compute = rate_limit.TokenBuckets(settings.rate_limit, settings.rate_limit_burst or settings.rate_limit)
+        burst = settings.rate_limit_burst or settings.rate_limit
+        compute = rate_limit.TokenBuckets(settings.rate_limit * share, burst * share)
     if settings.rate_limit_requests > 0:
-        requests = rate_limit.TokenBuckets(settings.rate_limit_requests, settings.rate_limit_requests_burst or max(1.0, settings.rate_limit_requests))
+        burst = settings.rate_limit_requests_burst or max(1.0, settings.rate_limit_requests)
+        requests = rate_limit.TokenBuckets(settings.rate_limit_requests * share, burst * share)
     return rate_limit.RateLimiter(compute, requests, metrics)
 
 

@@ -20,6 +20,12 @@ rate never exceeds ``rate`` whatever the size of its requests. A refused request
 nothing, and the answer's ``Retry-After`` says when it would be let in. Clients that have
 been idle long enough to refill are forgotten, and at most ``MAX_CLIENTS`` buckets are kept
 (the longest-idle go first), so memory stays bounded under address-spraying floods.
+
+With ``SWIRL_WORKERS`` = k server processes, each keeps its own buckets holding 1/k of every
+rate and burst (``app.main.rate_limiter``): connections land on processes at random, so a
+client never gets more than the settings in total, and one that keeps a single connection
+open reaches one process and gets 1/k of them. Exact shared limits across processes or
+replicas belong to the reverse proxy.
 """
 
 from __future__ import annotations

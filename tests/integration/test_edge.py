@@ -26,6 +26,7 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         "SWIRL_RATE_LIMIT_REQUESTS_BURST": "3",
         "SWIRL_CORS_ORIGINS": "https://app.example.com",
         "SWIRL_TORCH_THREADS": "1",
+        "SWIRL_WORKERS": "1",  # one process: the budgets below are exact (with k processes each holds 1/k)
     }
     running = start_server(tiny_checkpoint, tmp_path_factory.mktemp("edge") / "server.log", **settings)
     try:
