@@ -54,7 +54,23 @@ class JsonFormatter(logging.Formatter):
 
 
 class _SwirlHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Marks the handler this module installed, so configuring twice replaces it."""
+    """The handler this module installs (configuring twice replaces it).
+
+    Writes to whatever ``sys.stderr`` is at the time of each record (unless a stream was set),
+    so a replaced stderr (test runners capture it per test) never leaves it writing to a closed file.
+    """
+
+    def __init__(self) -> None:
+        self._fixed: Any = None
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return self._fixed if self._fixed is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        self._fixed = None if value is sys.stderr else value
 
 
 def configure_logging(level: str, log_format: LogFormat = "text") -> None:
@@ -62,7 +78,7 @@ def configure_logging(level: str, log_format: LogFormat = "text") -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _SwirlHandler)]:
         root.removeHandler(handler)
-    handler = _SwirlHandler(sys.stderr)
+    handler = _SwirlHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)

@@ -33,7 +33,7 @@ async def http(tiny_checkpoint: Path) -> AsyncIterator[httpx.AsyncClient]:
     async def boom() -> None:
         raise Boom("a bug")
 
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://swirl.test", timeout=60.0) as client:
             yield client

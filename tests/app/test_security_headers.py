@@ -71,7 +71,7 @@ def schema_requests(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, st
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def http(tiny_checkpoint: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings(tiny_checkpoint))
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://swirl.test", timeout=60.0) as client:
             yield client
