@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.client_address import ClientResolver
 from app.encoding import dumps
+from app.head import HEAD_KEY, method_of
 from app.logs import REQUEST_ID
 
 log = logging.getLogger("swirl.errors")
@@ -76,6 +77,7 @@ class RequestContext:
         encoded_id = request_id.encode("ascii")
         status = 0
         sent = 0
+        head = bool(scope.get(HEAD_KEY))
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
@@ -83,7 +85,7 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), (HEADER, encoded_id)]}
-            elif message["type"] == "http.response.body":
+            elif message["type"] == "http.response.body" and not head:  # HEAD: app.head drops the body
                 sent += len(message.get("body", b""))
             await send(message)
 
@@ -92,7 +94,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            log.exception("unexpected error on %s %s", method_of(scope), scope.get("path"), extra={"request_id": request_id})
             if status:  # the answer has begun: all that is left is to drop the connection
                 raise
             body = dumps({"error": f"internal error: {type(exc).__name__}"})
@@ -106,7 +108,7 @@ class RequestContext:
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
             if self.access_log:
-                method = scope.get("method", "")
+                method = method_of(scope)
                 path = scope.get("path", "")
                 query = scope.get("query_string", b"").decode("latin-1")
                 duration_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -119,6 +121,15 @@ class RequestContext:
                     status or "-",
                     sent,
                     duration_ms,
-                    extra={"client": client, "method": method, "path": path, "query": query, "status": status, "bytes": sent, "duration_ms": duration_ms},
+                    extra={
+                        "request_id": request_id,
+                        "client": client,
+                        "method": method,
+                        "path": path,
+                        "query": query,
+                        "status": status,
+                        "bytes": sent,
+                        "duration_ms": duration_ms,
+                    },
                 )
             REQUEST_ID.reset(token)

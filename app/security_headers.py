@@ -9,10 +9,11 @@ Three policies:
 * everything else (JSON, metrics, errors): ``default-src 'none'``, so a response that a
   browser is tricked into rendering can load and run nothing.
 
-``Cache-Control`` (unless the route set its own): the page, its assets, the docs and the
-per-checkpoint facts (``/schedule``, ``/model``, ``/openapi.json``) are ``no-cache``: stored,
-but revalidated (static files carry ``ETag``/``Last-Modified`` and answer ``304``); everything
-else, ``/sample`` and every error included, is ``no-store``.
+``Cache-Control`` (unless the route set its own): the page, its assets, the docs, any other
+answer with a validator (files from any static mount) and the per-checkpoint facts
+(``/schedule``, ``/model``, ``/openapi.json``) are ``no-cache``: stored, but revalidated
+(static files carry ``ETag``/``Last-Modified`` and answer ``304``); everything else,
+``/sample`` and every error included, is ``no-store``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ COMMON = (
 NO_STORE = b"no-store"
 REVALIDATE = b"no-cache"
 REVALIDATED_PATHS = frozenset({"/", "/schedule", "/model", "/openapi.json"})
+VALIDATORS = frozenset({b"etag", b"last-modified"})
 
 
 def _missing(existing: Iterable[tuple[bytes, bytes]], wanted: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -79,7 +81,11 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                caching = cache if message["status"] < 400 else NO_STORE
+                caching = cache
+                if message["status"] >= 400:
+                    caching = NO_STORE
+                elif caching is NO_STORE and any(name in VALIDATORS for name, _ in headers):
+                    caching = REVALIDATE  # a file from any static mount (e.g. the docs' assets): revalidate, don't refetch
                 headers += _missing(headers, (*wanted, (b"cache-control", caching)))
                 message = {**message, "headers": headers}
             await send(message)

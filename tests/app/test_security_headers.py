@@ -3,12 +3,14 @@ so routes added later are covered without touching this file."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
 
@@ -151,7 +153,10 @@ async def test_head_answers_every_get_route_with_the_get_headers_and_no_body(htt
     assert (await http.head("/no-such-page")).status_code == 404
 
 
-async def test_head_counts_as_head_in_metrics(http: httpx.AsyncClient) -> None:
-    await http.head("/healthz")
+async def test_head_counts_as_head_in_metrics_and_logs(http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="swirl.access")
+    await http.head("/healthz", headers={"x-request-id": "head-1"})
+    access = [r for r in caplog.records if r.name == "swirl.access" and getattr(r, "request_id", None) == "head-1"]
+    assert len(access) == 1 and access[0].method == "HEAD" and access[0].bytes == 0  # type: ignore[attr-defined]
     text = (await http.get("/metrics")).text
     assert re.search(r'swirl_requests_total\{endpoint="/healthz",method="HEAD",status="200"\} [1-9]', text), text
