@@ -2,18 +2,19 @@
 
     python benchmarks/edge.py [--checkpoint checkpoints/swiss-roll] [--rounds 30] [--per-round 40]
 
-Three real uvicorn processes on loopback, side by side in one run, requests interleaved
+Four real uvicorn processes on loopback, side by side in one run, requests interleaved
 round-robin so machine noise hits them alike:
 
 * before: the app with only the middleware it had before (body limit, request metrics);
 * after, defaults: everything on that is on by default (headers, request id, access log, HEAD);
+* after, SWIRL_ACCESS_LOG=false: the same without the access log line;
 * after, all on: plus CORS (with an Origin header sent), both rate limits, trusted proxies and JSON logs.
 
 Sequential keep-alive round trips of ``GET /healthz`` and a small ``GET /sample``
 (n=10, ddim, 2 steps); medians and the difference to "before". Logs go to /dev/null.
 
 Over loopback HTTP on a shared, loaded 2-core machine the round trip's noise is larger than
-the middleware, so the same three stacks are also driven in-process (``--in-process``: the
+the middleware, so the same four stacks are also driven in-process (``--in-process``: the
 ASGI app called directly, no sockets, no uvicorn): that isolates the middleware's own cost.
 """
 
@@ -54,7 +55,12 @@ ALL_ON = {
     "SWIRL_TRUSTED_PROXIES": "127.0.0.1",
     "SWIRL_LOG_FORMAT": "json",
 }
-VARIANTS = {"before": ("before", {}), "after, defaults": ("after", {}), "after, all on": ("after", ALL_ON)}
+VARIANTS = {
+    "before": ("before", {}),
+    "after, defaults": ("after", {}),
+    "after, SWIRL_ACCESS_LOG=false": ("after", {"SWIRL_ACCESS_LOG": "false"}),
+    "after, all on": ("after", ALL_ON),
+}
 REQUESTS = {"GET /healthz": ("/healthz", {}), "GET /sample n=10 ddim 2 steps": ("/sample", {"n": 10, "seed": 1, "sampler": "ddim", "steps": 2})}
 
 
@@ -94,11 +100,9 @@ def in_process(checkpoint: str, rounds: int, per_round: int) -> list[list[str]]:
     from app.main import create_app
     from app.middleware import BodyLimit, RequestMetrics
 
-    env = {k[len("SWIRL_") :].lower(): v for k, v in ALL_ON.items()}
     apps = {
-        "before": create_app(make_settings(Path(checkpoint), torch_threads=1)),
-        "after, defaults": create_app(make_settings(Path(checkpoint), torch_threads=1)),
-        "after, all on": create_app(make_settings(Path(checkpoint), torch_threads=1, **env)),
+        name: create_app(make_settings(Path(checkpoint), torch_threads=1, **{k[len("SWIRL_") :].lower(): v for k, v in env.items()}))
+        for name, (_, env) in VARIANTS.items()
     }
     before = apps["before"]
     before.user_middleware = [m for m in before.user_middleware if m.cls in (BodyLimit, RequestMetrics)]
