@@ -220,3 +220,19 @@ async def test_one_client_flooding_does_not_slow_another(tiny_checkpoint: Path) 
     assert statistics.median(under_flood) <= slack, (baseline, under_flood)
     assert len(codes) >= 50 and codes.count(429) >= len(codes) - 1, (len(codes), codes.count(200))
     assert codes.count(200) <= 1  # its first request fit a full bucket; then it owes 210000, 10 s of budget
+
+
+def test_each_server_process_holds_its_share_of_the_budget(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path) -> None:
+    from app.main import rate_limiter
+    from app.metrics import Metrics
+
+    settings = make_settings(tiny_checkpoint, rate_limit=1000.0, rate_limit_burst=5000.0, rate_limit_requests=10.0)
+    monkeypatch.setenv("SWIRL_PROCESSES", "4")
+    limiter = rate_limiter(settings, Metrics())
+    assert limiter.compute is not None and limiter.requests is not None
+    assert (limiter.compute.rate, limiter.compute.burst) == (250.0, 1250.0)
+    assert (limiter.requests.rate, limiter.requests.burst) == (2.5, 2.5)
+    monkeypatch.delenv("SWIRL_PROCESSES")
+    limiter = rate_limiter(settings, Metrics())
+    assert limiter.compute is not None and (limiter.compute.rate, limiter.compute.burst) == (1000.0, 5000.0)
+    assert rate_limiter(make_settings(tiny_checkpoint), Metrics()).compute is None
