@@ -53,12 +53,10 @@ class SecurityHeaders:
         app: ASGIApp,
         docs_pages: Iterable[str] = ("/docs", "/redoc"),
         asset_prefixes: Iterable[str] = ("/static/",),
-        docs_asset_prefixes: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.docs_pages = frozenset(p for p in docs_pages if p)
         self.asset_prefixes = tuple(asset_prefixes)
-        self.docs_asset_prefixes = tuple(docs_asset_prefixes)
         self.docs_policy = DocsPolicy()
         self.page_headers = (*COMMON, (b"content-security-policy", PAGE_CSP.encode()))
         self.api_headers = (*COMMON, (b"content-security-policy", API_CSP.encode()))
@@ -73,8 +71,6 @@ class SecurityHeaders:
             return
         if path == "/" or path.startswith(self.asset_prefixes):
             wanted, cache = self.page_headers, REVALIDATE
-        elif path.startswith(self.docs_asset_prefixes):
-            wanted, cache = (*COMMON, (b"content-security-policy", self.docs_policy.base.encode())), REVALIDATE
         else:
             wanted, cache = self.api_headers, REVALIDATE if path in REVALIDATED_PATHS else NO_STORE
 
