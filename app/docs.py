@@ -16,6 +16,9 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse
 
+SWAGGER_UI_PATH = "/docs"
+REDOC_PATH = "/redoc"
+DOCS_PAGES = (SWAGGER_UI_PATH, REDOC_PATH)  # the pages that get the docs' own CSP (app.docs_csp)
 DOCS_STATIC_PATH = "/docs-static"
 ASSETS_PACKAGE = "fastapi_offline"
 ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
@@ -38,7 +41,7 @@ def install(app: FastAPI) -> None:
     openapi_url = app.openapi_url or "/openapi.json"
     title = app.title
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get(SWAGGER_UI_PATH, include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=openapi_url,
@@ -48,7 +51,7 @@ def install(app: FastAPI) -> None:
             swagger_favicon_url=f"{DOCS_STATIC_PATH}/favicon.png",
         )
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.get(REDOC_PATH, include_in_schema=False)
     async def redoc() -> HTMLResponse:
         return get_redoc_html(
             openapi_url=openapi_url,
