@@ -172,7 +172,6 @@ class SwirlReplica:
 
 
 SwirlDeployment = serve.deployment(
-    SwirlReplica,
     name=DEPLOYMENT,
     # The replica batches concurrent requests into one chain, so it must be sent many at once.
     max_ongoing_requests=64,
@@ -180,7 +179,7 @@ SwirlDeployment = serve.deployment(
     health_check_timeout_s=10.0,
     graceful_shutdown_wait_loop_s=1.0,
     graceful_shutdown_timeout_s=30.0,
-)
+)(SwirlReplica)
 
 
 def gpus_per_replica(requested: float | str) -> float:

@@ -35,8 +35,8 @@ import pytest
 
 pytest.importorskip("ray.serve", reason="the optional extra swirl[ray] is not installed (pip install -r requirements/ray.txt)")
 
-from model.checkpoint import load_checkpoint  # noqa: E402
-from tests.ray.cluster import SwirlCluster, swirl_cluster  # noqa: E402
+from model.checkpoint import load_checkpoint
+from tests.ray.cluster import SwirlCluster, swirl_cluster
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
