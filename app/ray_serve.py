@@ -95,14 +95,16 @@ class ReplicaHeaders:
 class ReplicaLostAs503:
     """ASGI middleware for Serve's HTTP proxies: a replica lost mid-request is a 503 with Retry-After.
 
-    When a replica's process dies with a request in flight, the proxy answers a bare
-    ``500 Internal Server Error``. Every Swirl answer carries ``x-swirl-replica``, so a 500
-    without it did not come from the app: it is this failure, and the request (seeded, so
-    idempotent) can be sent again at once to another replica. It becomes Swirl's own JSON
-    error with status 503 and ``Retry-After: 1``, the answer a full queue gets.
+    When a replica's process dies with a request in flight, Serve's proxy ends the request
+    without starting a response, and uvicorn under it answers a bare ``500 Internal Server
+    Error``. A Swirl request is seeded, so idempotent: it can be sent again at once, and
+    another replica gives the same points. So such an ending becomes Swirl's own JSON error
+    with status 503 and ``Retry-After: 1``, the answer a full queue gets. Responses the
+    app started (its own 500 for non-finite values included) pass through untouched.
     """
 
-    BODY = b'{"error":"the replica serving this request stopped; retry the request (seeded requests give the same points)"}'
+    BODY = b'{"error":"the replica serving this request stopped; send the request again (the same seed gives the same points)"}'
+    HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode()), (b"retry-after", b"1")]
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -111,23 +113,22 @@ class ReplicaLostAs503:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        replaced = False
+        started = False
 
-        async def send_or_replace(message: Message) -> None:
-            nonlocal replaced
-            if message["type"] == "http.response.start" and message["status"] == 500:
-                names = {name.lower() for name, _ in message.get("headers", [])}
-                if REPLICA_HEADER.encode() not in names:
-                    replaced = True
-                    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self.BODY)).encode()), (b"retry-after", b"1")]
-                    await send({"type": "http.response.start", "status": 503, "headers": headers})
-                    await send({"type": "http.response.body", "body": self.BODY, "more_body": False})
-                    return
-            if replaced:
-                return  # the proxy's own "Internal Server Error" body
+        async def send_and_note(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
             await send(message)
 
-        await self.app(scope, receive, send_or_replace)
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:
+            if started:
+                raise
+            log.warning("request ended without a response (its replica stopped); answering 503", exc_info=True)
+        if not started:
+            await send({"type": "http.response.start", "status": 503, "headers": self.HEADERS})
+            await send({"type": "http.response.body", "body": self.BODY, "more_body": False})
 
 
 def proxy_middlewares() -> list[Middleware]:
@@ -240,6 +241,20 @@ def deploy(config: Mapping[str, Any], timeout_s: float = 300.0) -> None:
         time.sleep(0.5)
 
 
+def start_local_ray(num_cpus: int | None, num_gpus: int | None = None) -> None:
+    """A Ray on this machine for as long as this process runs: no dashboard, Swirl's proxy middleware."""
+    os.environ.update(PROXY_CALLBACK_ENV)  # inherited by the proxies this Ray starts
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        include_dashboard=False,
+        namespace="serve",
+        # a short temp dir: Ray's socket paths must stay under the 107-byte limit
+        _temp_dir=os.environ.get("RAY_TMPDIR", os.path.join(tempfile.gettempdir(), "ray")),
+    )
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -254,18 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = read_config(args.config)
     signal.signal(signal.SIGTERM, _stop)
-    os.environ.update(PROXY_CALLBACK_ENV)  # the local Ray's proxies inherit it
-    if args.address:
+    if args.address:  # its nodes set RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH themselves (deploy/kuberay)
         ray.init(address=args.address, namespace="serve")
     else:
-        # a short temp dir: Ray's socket paths must stay under the 107-byte limit
-        ray.init(
-            num_cpus=args.num_cpus,
-            num_gpus=args.num_gpus,
-            include_dashboard=False,
-            namespace="serve",
-            _temp_dir=os.environ.get("RAY_TMPDIR", os.path.join(tempfile.gettempdir(), "ray")),
-        )
+        start_local_ray(args.num_cpus, args.num_gpus)
     try:
         deploy(config)
         http = config.get("http_options", {})

@@ -261,22 +261,25 @@ async def test_a_killed_replica_is_replaced_while_the_load_goes_on(swirl: SwirlC
     print(f"\nload through the kill: {dict(statuses)}; replacement {replacement} after {victim_id}")
 
 
-def test_a_replica_lost_mid_request_is_a_503_with_retry_after() -> None:
-    """The proxy middleware alone, on the proxy's own bare 500 and on the app's 500."""
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse, PlainTextResponse
-    from starlette.testclient import TestClient
+async def test_a_request_ended_without_a_response_is_a_503_with_retry_after() -> None:
+    """The proxy middleware alone: what Serve's proxy does when a replica dies, and what the app does."""
+    from app.ray_serve import ReplicaLostAs503
 
-    from app.ray_serve import REPLICA_HEADER, ReplicaLostAs503
+    async def proxy_losing_the_replica(scope: Any, receive: Any, send: Any) -> None:
+        return None  # Serve's proxy after an ActorDiedError: no response started
 
-    proxy = Starlette()
-    proxy.add_route("/lost", lambda request: PlainTextResponse("Internal Server Error", status_code=500))
-    proxy.add_route("/app", lambda request: JSONResponse({"error": "non-finite"}, status_code=500, headers={REPLICA_HEADER: "r1"}))
-    proxy.add_route("/ok", lambda request: JSONResponse({"points": []}))
-    with TestClient(ReplicaLostAs503(proxy)) as http:
-        lost = http.get("/lost")
-        assert lost.status_code == 503 and lost.headers["retry-after"] == "1" and "retry" in lost.json()["error"]
+    async def proxy_raising(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("replica unreachable")
+
+    async def app_500(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"error":"non-finite"}'})
+
+    for inner in (proxy_losing_the_replica, proxy_raising):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ReplicaLostAs503(inner)), base_url="http://proxy") as http:
+            lost = await http.get("/sample")
+        assert lost.status_code == 503 and lost.headers["retry-after"] == "1" and "again" in lost.json()["error"]
         assert int(lost.headers["content-length"]) == len(lost.content)
-        from_app = http.get("/app")
-        assert from_app.status_code == 500 and from_app.json() == {"error": "non-finite"}
-        assert http.get("/ok").json() == {"points": []}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ReplicaLostAs503(app_500)), base_url="http://proxy") as http:
+        from_app = await http.get("/sample")
+    assert from_app.status_code == 500 and from_app.json() == {"error": "non-finite"}
