@@ -24,7 +24,7 @@ from app.schemas import (
     check_sample_limits,
 )
 from app.service import Service, ServiceDep
-from app.worker import QueueFull, SampleJob, SampleResult, WorkerStopped
+from app.worker import Overloaded, SampleJob, SampleResult, WorkerStopped
 from model.diffusion import SamplerSpec
 
 log = logging.getLogger("swirl.routes")
@@ -33,7 +33,7 @@ router = APIRouter(tags=["sampling"])
 ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "invalid parameter (the field is named)"},
-    503: {"model": ErrorResponse, "description": "queue full or shutting down; see Retry-After"},
+    503: {"model": ErrorResponse, "description": "too much work in flight, or shutting down; see Retry-After"},
     504: {"model": ErrorResponse, "description": "timed out (SWIRL_REQUEST_TIMEOUT_S)"},
     500: {"model": ErrorResponse, "description": "the model produced non-finite values (NaN or inf); no points are returned"},
 }
@@ -55,8 +55,9 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def _await_result(future: Future[SampleResult], request: Request, timeout: float) -> SampleResult:
-    """Wait for the worker; on timeout or disconnect, cancel the job if it has not started."""
+async def _await_result(job: SampleJob, request: Request, timeout: float) -> SampleResult:
+    """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick)."""
+    future: Future[SampleResult] = job.future
     result = asyncio.wrap_future(future)
     disconnect: asyncio.Future[None] = asyncio.ensure_future(_wait_for_disconnect(request))
     waiting: set[asyncio.Future[Any]] = {result, disconnect}
@@ -66,7 +67,7 @@ async def _await_result(future: Future[SampleResult], request: Request, timeout:
         disconnect.cancel()
     if result in done:
         return result.result()
-    future.cancel()  # skipped if still queued; a running chain finishes and its rows are dropped
+    job.cancel()
     result.cancel()
     if disconnect in done:
         raise ClientGone
@@ -86,15 +87,15 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
     spec = SamplerSpec(params.sampler, steps=None if params.sampler == "ddpm" else steps, eta=params.eta)
     job = SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every)
     try:
-        future = service.worker.submit(job)
-    except QueueFull as exc:
-        service.metrics.rejected.labels(reason="queue_full").inc()
-        raise ServiceUnavailable(f"overloaded: {exc} (SWIRL_MAX_QUEUE); retry shortly", "queue_full") from None
+        service.worker.submit(job)
+    except Overloaded as exc:
+        service.metrics.rejected.labels(reason=exc.reason).inc()
+        raise ServiceUnavailable(f"overloaded: {exc}", exc.reason, exc.retry_after_s) from None
     except WorkerStopped as exc:
         service.metrics.rejected.labels(reason="shutting_down").inc()
         raise ServiceUnavailable(str(exc), "shutting_down") from None
     try:
-        result = await _await_result(future, request, settings.request_timeout_s)
+        result = await _await_result(job, request, settings.request_timeout_s)
     except RequestTimeout:
         service.metrics.rejected.labels(reason="timeout").inc()
         raise
@@ -134,12 +135,20 @@ async def sample_post(
     return await _sample(params, service, request, "body")
 
 
-@router.get("/forward", response_model=ForwardResponse, responses={422: ERRORS[422]}, summary="Noised swiss roll at step t")
+@router.get("/forward", response_model=ForwardResponse, responses={422: ERRORS[422], 503: ERRORS[503]}, summary="Noised swiss roll at step t")
 async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDep) -> Response:
     """``n`` draws of q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) on fresh swiss-roll points; t = 0 is the clean roll."""
     check_forward_limits(params, service.checkpoint.schedule.timesteps, service.settings.max_points)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
-    xt = await run_in_threadpool(service.forward, params.t, params.n, seed)
+    gate = service.forward_gate
+    if not gate.enter(params.n):
+        service.metrics.rejected.labels(reason="forward_busy").inc()
+        message = f"overloaded: {gate.busy} /forward points are being computed (SWIRL_MAX_FORWARD_POINTS = {gate.max_points}); retry shortly"
+        raise ServiceUnavailable(message, "forward_busy")
+    try:
+        xt = await run_in_threadpool(service.forward, params.t, params.n, seed)
+    finally:
+        gate.leave(params.n)
     payload = {
         "t": params.t,
         "n": params.n,
