@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import ray
@@ -104,7 +104,11 @@ class ReplicaLostAs503:
     """
 
     BODY = b'{"error":"the replica serving this request stopped; send the request again (the same seed gives the same points)"}'
-    HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode()), (b"retry-after", b"1")]
+    HEADERS: ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(BODY)).encode()),
+        (b"retry-after", b"1"),
+    ]
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
