@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 import ray
@@ -57,7 +57,7 @@ class SwirlArgs(BaseModel):
 
     settings: dict[str, Any] = Field(default_factory=dict, description="SWIRL_* settings by name (lower case); the environment fills the rest")
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per replica; torch uses as many threads unless torch_threads is set")
-    num_gpus: float | str = Field("auto", description="GPUs per replica: a number, or 'auto' = 1 when the cluster has GPUs, else 0")
+    num_gpus: float | Literal["auto"] = Field("auto", description="GPUs per replica: a number, or 'auto' = 1 when the cluster has GPUs, else 0")
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -187,7 +187,7 @@ SwirlDeployment = serve.deployment(
 )(SwirlReplica)
 
 
-def gpus_per_replica(requested: float | str) -> float:
+def gpus_per_replica(requested: float | Literal["auto"]) -> float:
     if requested != "auto":
         return float(requested)
     return 1.0 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0

@@ -53,3 +53,9 @@ def test_build_app_names_a_bad_setting_and_reserves_the_resources() -> None:
     options = application._bound_deployment.ray_actor_options
     assert options["num_cpus"] == 2 and "num_gpus" not in options
     assert build_app({"num_gpus": 1})._bound_deployment.ray_actor_options["num_gpus"] == 1
+
+
+def test_num_gpus_is_a_number_or_auto() -> None:
+    with pytest.raises(ValidationError, match="num_gpus"):
+        SwirlArgs.model_validate({"num_gpus": "all"})
+    assert SwirlArgs.model_validate({"num_gpus": 0.5}).num_gpus == 0.5
