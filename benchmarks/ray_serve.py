@@ -50,6 +50,14 @@ def ray_config(checkpoint: Path, port: int, replicas: int, cpus: float) -> dict[
     return config
 
 
+def ready(port: int) -> bool:
+    """/readyz = 200 through the proxy (which Serve may still be (re)starting on a busy machine)."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class RayTarget:
     """Swirl on the benchmark's local Ray, redeployed with the given replicas."""
 
@@ -61,11 +69,12 @@ class RayTarget:
         from app.ray_serve import deploy
 
         deploy(ray_config(self.checkpoint, self.port, self.replicas, self.cpus))
-        deadline = time.monotonic() + 60
-        while httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=10).status_code != 200:
+        deadline = time.monotonic() + 120
+        while not ready(self.port):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.label}: the proxy does not answer /readyz")
             time.sleep(0.2)
+        time.sleep(2.0)  # every replica ready, not just the first to answer
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -115,6 +124,7 @@ def main() -> None:
                 with make() as target:
                     asyncio.run(closed_loop(target.port, args.clients, 3.0, N))  # warm-up
                     runs[target.label].append(asyncio.run(closed_loop(target.port, args.clients, args.duration, N)))
+                    print(f"{target.label}: {runs[target.label][-1]}", file=sys.stderr, flush=True)
     finally:
         ray.shutdown()
 

@@ -29,7 +29,16 @@ APP = "swirl"
 # Inherited by every process the nodes start. The one proxy sits on the head node and would
 # otherwise send each request to the head's replica first (Serve prefers same-node replicas,
 # right when every node has a proxy behind a load balancer, not with one proxy for two nodes).
-CLUSTER_ENV = {"RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0", "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1", **PROXY_CALLBACK_ENV}
+# The proxy's health check gets 30 s instead of 10: a CI machine shared with other jobs can
+# stall a process that long, and a proxy restarted mid-test would refuse connections.
+CLUSTER_ENV = {
+    "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "OMP_NUM_THREADS": "1",
+    **PROXY_CALLBACK_ENV,
+}
 REPLICA_ACTOR_PREFIX = f"SERVE_REPLICA::{APP}#{DEPLOYMENT}#"
 
 
@@ -71,6 +80,14 @@ def test_config(checkpoint: Path, port: int) -> dict[str, Any]:
     return config
 
 
+def proxy_ready(url: str) -> bool:
+    """/readyz = 200 through the proxy (which Serve may still be (re)starting on a busy machine)."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def replica_logs(temp_dir: Path, tail_chars: int = 4000) -> str:
     """The end of every Serve replica's log, to explain a failed start."""
     parts = []
@@ -101,8 +118,8 @@ def swirl_cluster(checkpoint: Path, ready_timeout_s: float = 240.0) -> Iterator[
             port = free_port()
             deploy(test_config(checkpoint, port), timeout_s=ready_timeout_s)
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while httpx.get(f"{url}/readyz", timeout=10).status_code != 200:
+            deadline = time.monotonic() + 60
+            while not proxy_ready(url):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the Serve proxy does not answer /readyz with 200")
                 time.sleep(0.2)
