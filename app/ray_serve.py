@@ -272,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = read_config(args.config)
-    signal.signal(signal.SIGTERM, _stop)
     if args.address:  # its nodes set RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH themselves (deploy/kuberay)
         ray.init(address=args.address, namespace="serve")
     else:
         start_local_ray(args.num_cpus, args.num_gpus)
+    signal.signal(signal.SIGTERM, _stop)  # after ray.init, which installs its own handler
     try:
         deploy(config)
         http = config.get("http_options", {})
