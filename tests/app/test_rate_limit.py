@@ -216,7 +216,7 @@ async def test_one_client_flooding_does_not_slow_another(tiny_checkpoint: Path) 
             stop.set()
             await asyncio.gather(*flooders)
     assert got == expected  # seeded: the same points
-    slack = 3 * statistics.median(baseline) + 0.05
+    slack = 5 * statistics.median(baseline) + 0.15  # generous: this machine is shared; a blocked victim would take seconds
     assert statistics.median(under_flood) <= slack, (baseline, under_flood)
     assert len(codes) >= 50 and codes.count(429) >= len(codes) - 1, (len(codes), codes.count(200))
     assert codes.count(200) <= 1  # its first request fit a full bucket; then it owes 210000, 10 s of budget
