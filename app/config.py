@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     cuda_graphs: bool = Field(True, description="capture the reverse chain as CUDA graphs on the GPU")
     torch_threads: int = Field(0, ge=0, description="CPU threads for the chain; 0 keeps torch's default (one per core)")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+    gzip_min_bytes: int = Field(0, ge=0, description="gzip JSON answers at least this long when the client accepts gzip; 0 never")
     graceful_shutdown_s: float = Field(30.0, ge=1, description="on SIGTERM, how long in-flight requests may take")
 
     def effective_batch_points(self) -> int:

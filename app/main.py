@@ -23,7 +23,7 @@ from app import errors
 from app.config import Settings
 from app.metrics import Metrics
 from app.middleware import BodyLimit, RequestMetrics
-from app.routes import info, ops, sampling
+from app.routes import info, ops, sampling, v2
 from app.service import Service
 from model.checkpoint import CheckpointError
 
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sampling.router)
     app.include_router(info.router)
     app.include_router(ops.router)
+    app.include_router(v2.router)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

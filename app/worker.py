@@ -54,6 +54,8 @@ class SampleResult:
     trajectory: list[tuple[int, np.ndarray]]  # [(t, (n, 2))] from x_T to x_0, empty unless asked
     batch_requests: int  # how many requests shared the chain
     chain_seconds: float
+    queue_seconds: float = 0.0  # from submit to the start of its chain
+    compute_seconds: float = 0.0  # its chain, start to x_0 (shared with its batch)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class SampleJob:
     spec: SamplerSpec
     trajectory_every: int | None = None
     future: Future[SampleResult] = field(default_factory=Future)
+    submitted: float = field(default_factory=time.perf_counter)  # for SampleResult.queue_seconds
 
     @property
     def key(self) -> BatchKey:
@@ -232,6 +235,8 @@ class Worker:
                     trajectory=[(t, frame[start:stop]) for t, frame in frames],
                     batch_requests=len(jobs),
                     chain_seconds=elapsed,
+                    queue_seconds=max(0.0, started - job.submitted),
+                    compute_seconds=elapsed,
                 )
             )
             start = stop
