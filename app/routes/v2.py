@@ -13,6 +13,7 @@ direction. Errors carry the protocol's ``{"error": "..."}`` body; a bad input is
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from starlette.responses import Response
 from app import encoding
 from app.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
 from app.errors import validation_summary
+from app.negotiation import accepts_encoding
 from app.routes.sampling import run_job, sample_job
 from app.schemas import LimitError, SampleRequest
 from app.service import Service, ServiceDep
@@ -232,6 +234,24 @@ def _read_input(item: Any, binary: memoryview, offset: int) -> tuple[str, Any, i
     return name, value, offset
 
 
+def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """A request body sent with ``Content-Encoding: gzip`` or ``deflate`` (tritonclient's request
+    compression), inflated to at most ``limit`` bytes (413 past it: no zip bombs)."""
+    coding = (content_encoding or "identity").strip().lower()
+    if coding == "identity":
+        return body
+    if coding not in ("gzip", "deflate"):
+        raise V2Error(415, f"content-encoding: {coding!r} is not supported; use gzip, deflate or none")
+    inflater = zlib.decompressobj(wbits=31 if coding == "gzip" else 15)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise V2Error(400, f"content-encoding: the body is not valid {coding}: {exc}") from None
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise V2Error(413, f"body: inflated request body larger than {limit} bytes (SWIRL_MAX_BODY_BYTES)")
+    return inflated
+
+
 def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     """An inference request's JSON (and binary) parts → its inputs and requested outputs (400 on anything malformed)."""
     head, binary = _split_body(body, header_length)
@@ -283,7 +303,8 @@ def _sample_request(values: dict[str, Any]) -> SampleRequest:
 async def _infer(request: Request, service: Service, model: str, version: str | None) -> Response:
     try:
         loaded = _resolve(service, model, version)
-        parsed = parse_infer(await request.body(), request.headers.get(INFERENCE_HEADER))
+        body = decompress(await request.body(), request.headers.get("content-encoding"), service.settings.max_body_bytes)
+        parsed = parse_infer(body, request.headers.get(INFERENCE_HEADER))
         params = _sample_request(parsed.values)
         job, steps = sample_job(params, service, "body")
         if params.trajectory_every is None and parsed.outputs and {"trajectory", "trajectory_t"} & parsed.outputs.keys():
@@ -324,12 +345,14 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
     }
     if parsed.id is not None:
         header["id"] = parsed.id
-    body, header_length = encoding.v2_body(header, binaries)
-    timing = encoding.server_timing(result.queue_seconds, result.compute_seconds, time.perf_counter() - started)
+    answer, header_length = encoding.v2_body(header, binaries)
+    headers = {INFERENCE_HEADER: str(header_length)} if binaries else {}
+    gzip_min = service.settings.gzip_min_bytes
+    if gzip_min and len(answer) >= gzip_min and accepts_encoding(request.headers.get("accept-encoding"), "gzip"):
+        answer, headers["Content-Encoding"] = encoding.gzip_bytes(answer), "gzip"
+    headers["Server-Timing"] = encoding.server_timing(result.queue_seconds, result.compute_seconds, time.perf_counter() - started)
     service.metrics.points.labels(endpoint="v2").inc(params.n)
-    if binaries:
-        return Response(body, media_type=OCTET_STREAM, headers={INFERENCE_HEADER: str(header_length), "Server-Timing": timing})
-    return Response(body, media_type=JSON, headers={"Server-Timing": timing})
+    return Response(answer, media_type=OCTET_STREAM if binaries else JSON, headers=headers)
 
 
 INFER_DOC: dict[str, Any] = {
