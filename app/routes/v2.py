@@ -348,7 +348,8 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
     answer, header_length = encoding.v2_body(header, binaries)
     headers = {INFERENCE_HEADER: str(header_length)} if binaries else {}
     gzip_min = service.settings.gzip_min_bytes
-    if gzip_min and len(answer) >= gzip_min and accepts_encoding(request.headers.get("accept-encoding"), "gzip"):
+    # float32 tensor bytes barely compress (8% at n = 10k): only JSON tensors are worth gzip
+    if not binaries and gzip_min and len(answer) >= gzip_min and accepts_encoding(request.headers.get("accept-encoding"), "gzip"):
         answer, headers["Content-Encoding"] = encoding.gzip_bytes(answer), "gzip"
     headers["Server-Timing"] = encoding.server_timing(result.queue_seconds, result.compute_seconds, time.perf_counter() - started)
     service.metrics.points.labels(endpoint="v2").inc(params.n)
