@@ -1,22 +1,51 @@
-"""``python -m app`` (or ``swirl-serve``): serve with uvicorn on SWIRL_HOST:SWIRL_PORT."""
+"""``python -m app`` (or ``swirl-serve``): serve with uvicorn on SWIRL_HOST:SWIRL_PORT.
+
+With ``SWIRL_WORKERS`` > 1 (the default on a multi-core CPU host), uvicorn's supervisor runs
+that many server processes on the one socket, each with its own engine and an even share
+of the cores as torch threads: one Python process keeps only about one core busy, because
+its event loop and its engine share the GIL. Per-request seeds make every process give
+the same answer. Metrics go through Prometheus' multiprocess mode, so ``/metrics`` sums
+every process whichever one answers.
+"""
 
 from __future__ import annotations
 
+import atexit
+import logging
 import math
+import os
+import shutil
 import signal
+import tempfile
 from types import FrameType
 
 import uvicorn
 
 from app.config import Settings
 
+log = logging.getLogger("swirl")
+
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _uses_cuda(settings: Settings) -> bool:
+    if settings.device == "cpu":
+        return False
+    import torch
+
+    return settings.device == "cuda" or torch.cuda.is_available()
+
+
 def main() -> None:
     settings = Settings()
+    workers = settings.resolved_workers(_uses_cuda(settings))
+    os.environ["SWIRL_PROCESSES"] = str(workers)  # each process takes cores / workers torch threads
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        directory = tempfile.mkdtemp(prefix="swirl-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
     # uvicorn handles SIGTERM itself (stop accepting, finish in-flight requests, lifespan
     # shutdown) and then re-raises it to the handler installed before it; with the default
     # one the process would die of the signal (exit status 143) after a clean shutdown.
@@ -25,6 +54,7 @@ def main() -> None:
         "app.main:app",
         host=settings.host,
         port=settings.port,
+        workers=workers,
         log_level=settings.log_level,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
         access_log=False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -19,19 +20,29 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind host (the container sets 0.0.0.0)")
     port: int = Field(8000, ge=1, le=65535, description="bind port")
     max_points: int = Field(100_000, ge=1, description="points per /sample or /forward request")
-    max_batch_points: int = Field(200_000, ge=1, description="points per batched reverse chain")
-    batch_wait_ms: float = Field(2.0, ge=0, description="how long the worker waits to collect a batch")
-    batching: bool = Field(True, description="coalesce concurrent /sample requests into one chain")
-    max_queue: int = Field(256, ge=1, description="queued /sample requests before load is shed with 503")
+    max_batch_points: int = Field(0, ge=0, description="row budget of one engine tick; 0 picks 8192 on CPU, 1048576 on a GPU")
+    batching: bool = Field(True, description="false runs one request at a time, first come first served (for comparison)")
+    max_queue: int = Field(1024, ge=1, description="sampling requests in flight (queued or running) before load is shed with 503")
+    max_queue_work: int = Field(0, ge=0, description="points × network evaluations in flight before load is shed with 503; 0: only the estimated-wait rule")
+    max_forward_points: int = Field(400_000, ge=1, description="/forward points being computed at once before load is shed with 503")
+    workers: int = Field(0, ge=0, le=64, description="server processes; 0 is one per CPU core on CPU, one on a GPU")
     request_timeout_s: float = Field(60.0, gt=0, description="per-request timeout; past it the answer is 504")
     max_response_points: int = Field(2_000_000, ge=1, description="n × (trajectory frames + 1) per response")
     max_body_bytes: int = Field(16_384, ge=64, description="request bodies over this get 413")
     cuda_graphs: bool = Field(True, description="capture the reverse chain as CUDA graphs on the GPU")
-    torch_threads: int = Field(0, ge=0, description="CPU threads for the chain; 0 keeps torch's default (one per core)")
+    torch_threads: int = Field(0, ge=0, description="torch threads per process; 0 splits the cores between the processes")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     gzip_min_bytes: int = Field(0, ge=0, description="gzip JSON answers at least this long when the client accepts gzip; 0 never")
     graceful_shutdown_s: float = Field(30.0, ge=1, description="on SIGTERM, how long in-flight requests may take")
 
-    def effective_batch_points(self) -> int:
-        """With batching off, every chain holds exactly one request."""
-        return self.max_batch_points if self.batching else 1
+    def resolved_workers(self, cuda: bool) -> int:
+        """SWIRL_WORKERS, with 0 resolved: one process per core on CPU, one on a GPU."""
+        if self.workers:
+            return self.workers
+        return 1 if cuda else max(1, len(os.sched_getaffinity(0)))
+
+    def resolved_torch_threads(self, workers: int) -> int:
+        """SWIRL_TORCH_THREADS, with 0 resolved: the cores split evenly between the processes."""
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, len(os.sched_getaffinity(0)) // max(workers, 1))

@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from app.encoding import FastJSON
 from app.schemas import LimitError
-from model.diffusion import NonFiniteError
+from model.engine import NonFiniteError
+from model.errors import InvalidParameter
 
 log = logging.getLogger("swirl.errors")
 
@@ -20,11 +21,12 @@ RETRY_AFTER_S = 1
 
 
 class ServiceUnavailable(Exception):
-    """503 with Retry-After: the queue is full or the server is shutting down."""
+    """503 with Retry-After: admission refused (too much work in flight) or shutting down."""
 
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(self, message: str, reason: str, retry_after_s: int = RETRY_AFTER_S) -> None:
         super().__init__(message)
         self.reason = reason
+        self.retry_after_s = retry_after_s
 
 
 class RequestTimeout(Exception):
@@ -72,9 +74,15 @@ def install(app: FastAPI) -> None:
         detail = [{"type": "value_error", "loc": [exc.location, exc.field], "msg": str(exc)}]
         return FastJSON({"error": f"{exc.field}: {exc}", "detail": detail}, status_code=422)
 
+    @app.exception_handler(InvalidParameter)
+    async def on_invalid(request: Request, exc: InvalidParameter) -> Response:
+        location = "body" if request.method == "POST" else "query"
+        detail = [{"type": "value_error", "loc": [location, exc.field], "msg": str(exc)}]
+        return FastJSON({"error": f"{exc.field}: {exc}", "detail": detail}, status_code=422)
+
     @app.exception_handler(ServiceUnavailable)
     async def on_unavailable(request: Request, exc: ServiceUnavailable) -> Response:
-        return FastJSON({"error": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return FastJSON({"error": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(RequestTimeout)
     async def on_timeout(request: Request, exc: RequestTimeout) -> Response:

@@ -9,6 +9,7 @@ refuses new samples, finishes the admitted ones, then stops the worker.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,12 +17,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from prometheus_client.multiprocess import mark_process_dead
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
 from app import errors
 from app.config import Settings
-from app.metrics import Metrics
+from app.metrics import Metrics, multiprocess_dir
 from app.middleware import BodyLimit, RequestMetrics
 from app.routes import info, ops, sampling, v2
 from app.service import Service
@@ -76,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("shutting down: finishing admitted requests")
             await run_in_threadpool(service.worker.stop, settings.graceful_shutdown_s)
             log.info("worker stopped")
+            if multiprocess_dir() is not None:
+                mark_process_dead(os.getpid())  # this process's live gauges leave the sum
 
     app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)

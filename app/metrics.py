@@ -1,11 +1,24 @@
-"""Prometheus metrics, one registry per app (so tests can build many apps)."""
+"""Prometheus metrics, one registry per app (so tests can build many apps).
+
+With several server processes (``SWIRL_WORKERS`` > 1) every process writes its samples to
+``PROMETHEUS_MULTIPROC_DIR`` (set by ``python -m app`` before the processes start) and
+``/metrics`` answers with the sum over all live processes, whichever process serves it.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 POINT_BUCKETS = (1, 10, 100, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000)
+ROW_BUCKETS = (1, 10, 100, 1_000, 2_000, 4_000, 8_000, 16_000, 65_536, 262_144, 1_048_576)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class Metrics:
@@ -14,10 +27,24 @@ class Metrics:
         r = self.registry
         self.requests = Counter("swirl_requests", "HTTP requests by endpoint, method and status", ["endpoint", "method", "status"], registry=r)
         self.latency = Histogram("swirl_request_seconds", "HTTP request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_points = Histogram("swirl_batch_points", "points per batched reverse chain", buckets=POINT_BUCKETS, registry=r)
-        self.batch_requests = Histogram("swirl_batch_requests", "requests coalesced into one chain", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
-        self.chain_seconds = Histogram("swirl_chain_seconds", "compute time of one batched chain", buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_depth = Gauge("swirl_queue_depth", "sample requests waiting for the worker", registry=r)
+        self.engine_latency = Histogram(
+            "swirl_sample_seconds", "admission to answer of a sampling request, by sampler", ["sampler"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.batch_points = Histogram("swirl_request_points", "points per sampling request", buckets=POINT_BUCKETS, registry=r)
+        self.ticks = Counter("swirl_engine_ticks", "engine ticks (one network evaluation over every scheduled row)", registry=r)
+        self.tick_rows = Histogram("swirl_engine_tick_rows", "rows advanced per engine tick", buckets=ROW_BUCKETS, registry=r)
+        self.in_flight = Gauge("swirl_requests_in_flight", "sampling requests admitted and not finished", registry=r, multiprocess_mode="livesum")
+        self.queue_work = Gauge("swirl_queue_work", "points × network evaluations admitted and not finished", registry=r, multiprocess_mode="livesum")
+        self.cancelled = Counter("swirl_cancelled_mid_chain", "requests that left the engine mid-chain (client gone or timed out)", registry=r)
         self.points = Counter("swirl_points_generated", "points returned, by endpoint", ["endpoint"], registry=r)
         self.rejected = Counter("swirl_rejected", "requests refused or abandoned, by reason", ["reason"], registry=r)
-        self.ready = Gauge("swirl_ready", "1 once the model is loaded and warmed", registry=r)
+        self.ready = Gauge("swirl_ready", "server processes loaded and warmed", registry=r, multiprocess_mode="livesum")
+
+    def exposition(self) -> bytes:
+        """The text exposition: this registry, or every live process's when running several."""
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)

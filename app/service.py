@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
@@ -14,14 +17,37 @@ from app.config import Settings
 from app.encoding import dumps
 from app.errors import ServiceUnavailable
 from app.metrics import Metrics
-from app.worker import Worker
+from app.worker import ServedModel, Worker
 from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import swiss_roll
+from model.denoiser import NetDenoiser
 from model.device import resolve_device
-from model.diffusion import SAMPLERS, q_sample
+from model.diffusion import SAMPLERS, make_plan, q_sample
+from model.engine import Engine
+from model.graphs import tick_graphs
 from model.schedule import ScheduleTensors
 
 log = logging.getLogger("swirl.service")
+
+
+class ForwardGate:
+    """Bounded admission for /forward: at most ``max_points`` points computed at once, else 503."""
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self.busy = 0
+        self._lock = threading.Lock()
+
+    def enter(self, n: int) -> bool:
+        with self._lock:
+            if self.busy and self.busy + n > self.max_points:
+                return False
+            self.busy += n
+            return True
+
+    def leave(self, n: int) -> None:
+        with self._lock:
+            self.busy -= n
 
 
 @dataclass
@@ -31,6 +57,7 @@ class Service:
     worker: Worker
     metrics: Metrics
     forward_tables: ScheduleTensors  # CPU tables for /forward
+    forward_gate: ForwardGate
     schedule_json: bytes = b""
     model_info: dict[str, Any] = field(default_factory=dict)
     ready: bool = False
@@ -38,21 +65,35 @@ class Service:
     @classmethod
     def load(cls, settings: Settings, metrics: Metrics) -> Service:
         """Load and verify the checkpoint onto the configured device (raises CheckpointError)."""
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
         device = resolve_device(settings.device)
+        threads = settings.resolved_torch_threads(int(os.environ.get("SWIRL_PROCESSES", "1")))
+        torch.set_num_threads(threads)
         checkpoint = load_checkpoint(settings.checkpoint, device)
-        worker = Worker(
-            checkpoint,
-            metrics,
-            max_queue=settings.max_queue,
-            max_batch_points=settings.effective_batch_points(),
-            batch_wait_ms=settings.batch_wait_ms if settings.batching else 0.0,
-            cuda_graphs=settings.cuda_graphs,
+        engine = Engine(
+            device,
+            tick_rows=settings.max_batch_points or None,
+            one_at_a_time=not settings.batching,
+            tick_graphs=tick_graphs if settings.cuda_graphs else None,
         )
-        service = cls(settings, checkpoint, worker, metrics, checkpoint.schedule.to("cpu"))
+        key = checkpoint.sha256
+        engine.add_model(key, NetDenoiser(checkpoint.net, device))
+        served = ServedModel(key=key, make_plan=partial(make_plan, checkpoint.schedule))
+
+        def resolve_model(name: str | None) -> ServedModel:
+            return served
+
+        worker = Worker(
+            engine,
+            metrics,
+            resolve_model=resolve_model,
+            max_queue=settings.max_queue,
+            max_queue_work=settings.max_queue_work,
+            request_timeout_s=settings.request_timeout_s,
+        )
+        service = cls(settings, checkpoint, worker, metrics, checkpoint.schedule.to("cpu"), ForwardGate(settings.max_forward_points))
         service.schedule_json = dumps(schedule_payload(checkpoint))
         service.model_info = model_payload(checkpoint)
+        log.info("engine on %s: %d rows per tick, %d torch thread(s)", device, engine.tick_rows, threads)
         return service
 
     def forward(self, t: int, n: int, seed: int) -> np.ndarray:

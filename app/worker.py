@@ -1,19 +1,19 @@
-"""The one thread that owns the device: a bounded queue, cross-request batching, splitting.
+"""The thread that owns the device: admission by work, futures and metrics around the engine.
 
-Requests that share (sampler, steps, eta, trajectory_every) are coalesced into one
-reverse chain, up to ``max_batch_points`` points, waiting at most ``batch_wait_ms`` for
-company. Each request draws its x_T and noise from its own ``torch.Generator(seed)``, so
-its points are the same alone or batched. A request whose client is gone before its
-chain starts is skipped (its future was cancelled).
+Routes call ``submit`` from the event loop; the worker thread moves new requests into the
+engine between ticks, ticks while anything is in flight, and resolves the futures of the
+requests that ended in a tick together. Everything about batching, scheduling and noise
+lives in ``model.engine``; this file only connects it to the service.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
-from collections import deque
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -21,27 +21,23 @@ import numpy as np
 import torch
 
 from app.metrics import Metrics
-from model.checkpoint import Checkpoint
-from model.diffusion import (
-    ChainResult,
-    EpsFn,
-    GeneratorNoise,
-    NonFiniteError,
-    SamplerSpec,
-    SamplingPlan,
-    make_plan,
-    net_eps_fn,
-    run_chain,
-)
-from model.graphs import GraphedChains
+from model.diffusion import SamplerSpec, SamplingPlan
+from model.engine import Cancelled, Engine, EngineRequest
+from model.errors import InvalidParameter
 
 log = logging.getLogger("swirl.worker")
 
-BatchKey = tuple[SamplerSpec, int | None]
+
+class Overloaded(RuntimeError):
+    """Admission refused (503): the backlog of work is over its bound or would outlast the timeout."""
+
+    def __init__(self, message: str, retry_after_s: int, reason: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.reason = reason
 
 
-class QueueFull(RuntimeError):
-    """The worker's queue is at SWIRL_MAX_QUEUE; shed the request (503)."""
+QueueFull = Overloaded  # the name routes used before admission counted work
 
 
 class WorkerStopped(RuntimeError):
@@ -51,49 +47,61 @@ class WorkerStopped(RuntimeError):
 @dataclass
 class SampleResult:
     points: np.ndarray  # (n, 2) float32
-    trajectory: list[tuple[int, np.ndarray]]  # [(t, (n, 2))] from x_T to x_0, empty unless asked
-    batch_requests: int  # how many requests shared the chain
-    chain_seconds: float
-    queue_seconds: float = 0.0  # from submit to the start of its chain
-    compute_seconds: float = 0.0  # its chain, start to x_0 (shared with its batch)
+    trajectory: list[tuple[int, np.ndarray]]  # [(t, (n, 2))] from x_T to x_0, empty unless asked (or streamed)
+    queue_seconds: float  # admitted → first tick
+    compute_seconds: float  # first tick → done
 
 
-@dataclass
+@dataclass(eq=False)
 class SampleJob:
     n: int
     seed: int
     spec: SamplerSpec
     trajectory_every: int | None = None
+    model: str | None = None  # a model's name; None is the default model
+    on_frame: Callable[[int, np.ndarray], None] | None = None  # streaming: each frame, on the engine thread
     future: Future[SampleResult] = field(default_factory=Future)
-    submitted: float = field(default_factory=time.perf_counter)  # for SampleResult.queue_seconds
+    request: EngineRequest | None = field(default=None, repr=False)
 
-    @property
-    def key(self) -> BatchKey:
-        return (self.spec, self.trajectory_every)
+    def cancel(self) -> None:
+        """Client gone or timed out: the request's rows leave the engine at its next tick."""
+        self.future.cancel()
+        if self.request is not None:
+            self.request.cancel()
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the worker needs to run a model: its engine key, its plans, its denoiser."""
+
+    key: Hashable
+    make_plan: Callable[[SamplerSpec], SamplingPlan]
 
 
 class Worker:
     def __init__(
         self,
-        checkpoint: Checkpoint,
+        engine: Engine,
         metrics: Metrics,
         *,
+        resolve_model: Callable[[str | None], ServedModel],
         max_queue: int,
-        max_batch_points: int,
-        batch_wait_ms: float,
-        cuda_graphs: bool = True,
+        max_queue_work: int,
+        request_timeout_s: float,
     ) -> None:
-        self.checkpoint = checkpoint
+        self.engine = engine
         self.metrics = metrics
-        self.max_batch_points = max_batch_points
-        self.batch_wait_s = batch_wait_ms / 1000.0
-        self._queue: queue.Queue[SampleJob | None] = queue.Queue(maxsize=max_queue)
-        self._deferred: deque[SampleJob] = deque()  # taken from the queue but for another batch
-        self._plans: dict[SamplerSpec, SamplingPlan] = {}
-        self._eps: EpsFn = net_eps_fn(checkpoint.net, checkpoint.schedule.timesteps, checkpoint.device)
-        # On a GPU, whole chains replay as CUDA graphs (one launch instead of hundreds)
-        self._graphs = GraphedChains(self._eps, checkpoint.device) if cuda_graphs and checkpoint.device.type == "cuda" else None
-        self._thread = threading.Thread(target=self._loop, name="swirl-worker", daemon=True)
+        self.resolve_model = resolve_model
+        self.max_queue = max_queue
+        self.max_queue_work = max_queue_work
+        self.request_timeout_s = request_timeout_s
+        self._inbox: queue.SimpleQueue[SampleJob | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending_work = 0  # submitted, not yet finished (inbox + engine)
+        self._pending_jobs = 0
+        self._jobs: dict[int, SampleJob] = {}  # id(engine request) → job
+        self._plans: dict[tuple[Hashable, SamplerSpec], SamplingPlan] = {}
+        self._thread = threading.Thread(target=self._loop, name="swirl-engine", daemon=True)
         self._accepting = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -106,168 +114,163 @@ class Worker:
         """Refuse new work, finish what was admitted, then end the thread."""
         self._accepting = False
         if self._thread.is_alive():
-            self._queue.put(None)  # wakes the loop; admitted jobs ahead of it still run
+            self._inbox.put(None)
             self._thread.join(timeout)
-        for job in self._drain():
-            job.future.cancel()
+        if self._thread.is_alive():
+            log.warning("engine still busy after %.0f s; abandoning %d request(s)", timeout, self._pending_jobs)
 
-    def warm_up(self) -> None:
-        """Run each common chain once so the first request pays no first-call costs."""
+    def warm_up(self, model: str | None = None) -> None:
+        """Run the common samplers through the engine once (first-call costs, a throughput estimate)."""
+        served = self.resolve_model(model)
+        rows = max(self.engine.tick_rows, 256)
         for spec in (SamplerSpec("ddpm"), SamplerSpec("ddim", steps=10), SamplerSpec("dpmpp2m", steps=10)):
-            job = SampleJob(n=256, seed=0, spec=spec)
-            job.future.set_running_or_notify_cancel()
-            self._run_batch([job])
-            job.future.result()
+            request = EngineRequest(n=min(rows, 8192), seed=0, plan=self._plan(served, spec), model=served.key)
+            with torch.inference_mode():
+                self.engine.submit(request)
+                self.engine.run()
+        log.info("warm: the engine does %.3g rows × steps per second", self.engine.throughput)
 
     # -- admission ------------------------------------------------------------------------
+
+    def plan(self, spec: SamplerSpec, model: str | None = None) -> SamplingPlan:
+        """Compile (and cache) a spec for a model; raises InvalidParameter naming the field."""
+        return self._plan(self.resolve_model(model), spec)
+
+    def _plan(self, served: ServedModel, spec: SamplerSpec) -> SamplingPlan:
+        key = (served.key, spec)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = served.make_plan(spec)
+            if len(self._plans) >= 512:  # η is a float: bound the cache
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        return plan
+
+    def estimated_wait_s(self, extra_work: int = 0) -> float:
+        return (self._pending_work + extra_work) / max(self.engine.throughput, 1.0)
 
     def submit(self, job: SampleJob) -> Future[SampleResult]:
         if not self._accepting:
             raise WorkerStopped("the server is shutting down")
-        self.plan(job.spec)  # a bad spec fails here, in the caller, not in the worker
-        full = QueueFull(f"{self._queue.maxsize} requests are already queued")
-        if self.queue_depth >= self._queue.maxsize:  # jobs set aside for another batch count too
-            raise full
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise full from None
-        self.metrics.queue_depth.set(self.queue_depth)
+        served = self.resolve_model(job.model)
+        plan = self._plan(served, job.spec)
+        request = EngineRequest(n=job.n, seed=job.seed, plan=plan, model=served.key, trajectory_every=job.trajectory_every, on_frame=job.on_frame)
+        work = request.work
+        if self.max_queue_work and work > self.max_queue_work:
+            raise InvalidParameter("n", f"n × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; lower n or use fewer steps")
+        with self._lock:
+            backlog = self._pending_work
+            wait = (backlog + work) / max(self.engine.throughput, 1.0)
+            retry = max(1, math.ceil(backlog / max(self.engine.throughput, 1.0)))
+            if self._pending_jobs >= self.max_queue:
+                raise Overloaded(f"{self._pending_jobs} requests are already in flight (SWIRL_MAX_QUEUE); retry shortly", retry, "queue_full")
+            if self.max_queue_work and backlog + work > self.max_queue_work:
+                raise Overloaded(
+                    f"{backlog} points × evaluations in flight plus this request's {work} exceed SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}",
+                    retry,
+                    "queue_work",
+                )
+            if backlog and wait > self.request_timeout_s:
+                raise Overloaded(
+                    f"estimated wait {wait:.1f} s exceeds SWIRL_REQUEST_TIMEOUT_S = {self.request_timeout_s:g} s; retry in {retry} s",
+                    retry,
+                    "estimated_wait",
+                )
+            self._pending_work += work
+            self._pending_jobs += 1
+        job.request = request
+        request.submitted_at = time.perf_counter()
+        self._inbox.put(job)
+        self.metrics.queue_work.set(self._pending_work)
+        self.metrics.in_flight.set(self._pending_jobs)
         return job.future
-
-    def plan(self, spec: SamplerSpec) -> SamplingPlan:
-        plan = self._plans.get(spec)
-        if plan is None:
-            plan = self._plans[spec] = make_plan(self.checkpoint.schedule, spec)
-        return plan
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize() + len(self._deferred)
+        return self._pending_jobs
+
+    @property
+    def pending_work(self) -> int:
+        return self._pending_work
 
     # -- the loop -------------------------------------------------------------------------
 
     def _loop(self) -> None:
         stopping = False
-        while True:
-            first: SampleJob | None = self._deferred.popleft() if self._deferred else None
-            if first is None:
-                if stopping:
-                    return
-                first = self._queue.get()
-                if first is None:
-                    stopping = True  # drain what is left, then leave
-                    self._take_rest_of_queue()
+        with torch.inference_mode():
+            while True:
+                if self.engine.idle:
+                    if stopping:
+                        return
+                    job = self._inbox.get()  # nothing in flight: sleep until work arrives
+                    if job is None:
+                        stopping = True
+                        continue
+                    self._admit(job)
+                while True:  # everything that arrived since the last tick joins this one
+                    try:
+                        job = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stopping = True
+                    else:
+                        self._admit(job)
+                if self.engine.idle:
                     continue
-            batch = self._gather(first)
-            self.metrics.queue_depth.set(self.queue_depth)
-            # jobs cancelled while queued (client gone, timed out) are skipped; the route has counted them
-            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
-            if live:
-                self._run_batch(live)
+                ended = self.engine.tick()
+                self.metrics.ticks.inc()
+                self.metrics.tick_rows.observe(self.engine.last_tick_rows)
+                if ended:
+                    self._resolve(ended)
 
-    def _take_rest_of_queue(self) -> None:
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if job is not None:
-                self._deferred.append(job)
-
-    def _gather(self, first: SampleJob) -> list[SampleJob]:
-        """Coalesce jobs with ``first``'s key, within the point budget and the wait window."""
-        batch, points = [first], first.n
-        if self.max_batch_points <= first.n:
-            return batch
-        for job in list(self._deferred):
-            if job.key == first.key and points + job.n <= self.max_batch_points:
-                self._deferred.remove(job)
-                batch.append(job)
-                points += job.n
-        deadline = time.monotonic() + self.batch_wait_s
-        while points < self.max_batch_points:
-            remaining = deadline - time.monotonic()
-            try:
-                incoming = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if incoming is None:  # stop requested: finish this batch, then drain
-                self._take_rest_of_queue()
-                self._queue.put_nowait(None)
-                break
-            job = incoming
-            if job.key == first.key and points + job.n <= self.max_batch_points:
-                batch.append(job)
-                points += job.n
-            else:
-                self._deferred.append(job)
-        return batch
-
-    def _run_batch(self, jobs: list[SampleJob]) -> None:
-        spec, trajectory_every = jobs[0].key
-        total = sum(job.n for job in jobs)
-        started = time.perf_counter()
+    def _admit(self, job: SampleJob) -> None:
+        request = job.request
+        assert request is not None
+        if job.future.cancelled() or request.cancelled:
+            self._done(request)
+            return
+        if not job.future.set_running_or_notify_cancel():
+            self._done(request)
+            return
         try:
-            result = self._chain(jobs, spec, trajectory_every)
-            x0 = result.x0.cpu().numpy()
-            frames = [(t, points.numpy()) for t, points in result.trajectory]
-        except NonFiniteError as exc:
-            log.error("chain for %d request(s) (%s) produced non-finite values; failing them", len(jobs), spec)
-            for job in jobs:
-                job.future.set_exception(exc)
+            self.engine.submit(request)
+        except Exception as exc:
+            self._done(request)
+            job.future.set_exception(exc)
             return
-        except Exception as exc:  # never let one bad batch kill the worker
-            log.exception("chain for %d request(s) failed", len(jobs))
-            for job in jobs:
-                job.future.set_exception(exc)
-            return
-        elapsed = time.perf_counter() - started
-        self.metrics.batch_points.observe(total)
-        self.metrics.batch_requests.observe(len(jobs))
-        self.metrics.chain_seconds.observe(elapsed)
-        start = 0
-        for job in jobs:
-            stop = start + job.n
-            job.future.set_result(
-                SampleResult(
-                    points=x0[start:stop],
-                    trajectory=[(t, frame[start:stop]) for t, frame in frames],
-                    batch_requests=len(jobs),
-                    chain_seconds=elapsed,
-                    queue_seconds=max(0.0, started - job.submitted),
-                    compute_seconds=elapsed,
-                )
+        self._jobs[id(request)] = job
+
+    def _done(self, request: EngineRequest) -> None:
+        with self._lock:
+            self._pending_work -= request.work
+            self._pending_jobs -= 1
+        self.metrics.queue_work.set(self._pending_work)
+        self.metrics.in_flight.set(self._pending_jobs)
+
+    def _resolve(self, ended: list[EngineRequest]) -> None:
+        for request in ended:
+            job = self._jobs.pop(id(request), None)
+            self._done(request)
+            if job is None:
+                continue
+            sampler = job.spec.sampler
+            if isinstance(request.error, Cancelled):
+                self.metrics.cancelled.inc()
+                continue
+            if request.error is not None:
+                if not job.future.done():
+                    job.future.set_exception(request.error)
+                continue
+            assert request.points is not None and request.finished_at is not None
+            started = request.started_at or request.finished_at
+            result = SampleResult(
+                points=request.points,
+                trajectory=request.trajectory,
+                queue_seconds=started - request.submitted_at,
+                compute_seconds=request.finished_at - started,
             )
-            start = stop
-
-    def _noise(self, jobs: list[SampleJob]) -> GeneratorNoise:
-        device = self.checkpoint.device
-        return GeneratorNoise([torch.Generator(device=device).manual_seed(job.seed) for job in jobs], [job.n for job in jobs])
-
-    def _chain(self, jobs: list[SampleJob], spec: SamplerSpec, trajectory_every: int | None) -> ChainResult:
-        """One reverse chain for the whole batch: a CUDA-graph replay where possible, else eager."""
-        plan, total = self.plan(spec), sum(job.n for job in jobs)
-        if self._graphs is not None and trajectory_every is None:
-            try:
-                graphed = self._graphs.run(plan, self._noise(jobs), total)
-            except NonFiniteError:
-                raise
-            except Exception:
-                log.exception("CUDA graph path failed; serving eagerly from now on")
-                self._graphs = None
-                graphed = None
-            if graphed is not None:
-                return graphed
-        return run_chain(self._eps, plan, self._noise(jobs), total, device=self.checkpoint.device, trajectory_every=trajectory_every)
-
-    def _drain(self) -> list[SampleJob]:
-        jobs = list(self._deferred)
-        self._deferred.clear()
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return jobs
-            if job is not None:
-                jobs.append(job)
+            self.metrics.engine_latency.labels(sampler=sampler).observe(request.finished_at - request.submitted_at)
+            self.metrics.batch_points.observe(request.n)
+            if not job.future.done():
+                job.future.set_result(result)

@@ -140,14 +140,10 @@ def formats(url: str, repeats: int) -> tuple[list[list[str]], list[list[str]]]:
             json_end, json_transport, json_bytes = results["JSON"]
             for name, (end, transport, size) in results.items():
                 link = end + size * 8 / LINK_BITS_PER_S
-                rows.append(
-                    [label, name, f"{size / 1e6:.3f}", f"{size / json_bytes:.2f}", f"{end * 1e3:.1f}", f"{transport * 1e3:.1f}", f"{link * 1e3:.0f}"]
-                )
+                rows.append([label, name, f"{size / 1e6:.3f}", f"{size / json_bytes:.2f}", f"{end * 1e3:.1f}", f"{transport * 1e3:.1f}", f"{link * 1e3:.0f}"])
             npy_end, npy_transport, npy_bytes = results["npy"]
             v2 = f"{results['v2 binary'][0] / npy_end:.2f}" if has_v2 else "–"
-            ratios.append(
-                [label, f"{npy_bytes / json_bytes:.2f}", f"{json_end / npy_end:.1f}", f"{json_transport / npy_transport:.1f}", v2]
-            )
+            ratios.append([label, f"{npy_bytes / json_bytes:.2f}", f"{json_end / npy_end:.1f}", f"{json_transport / npy_transport:.1f}", v2])
             print(f"  measured {label}", file=sys.stderr)
     return rows, ratios
 
@@ -176,7 +172,9 @@ def sse_first_frame(url: str, repeats: int, n: int = 100_000) -> list[list[str]]
             assert first is not None and frames > 1
             firsts.append(first)
     first, total, compute = statistics.median(firsts), statistics.median(totals), statistics.median(computes)
-    return [[f"n={n:,} ddpm, trajectory_every=10 ({frames} frames)", f"{first * 1e3:.0f}", f"{total * 1e3:.0f}", f"{compute * 1e3:.0f}", f"{first / total:.3f}"]]
+    return [
+        [f"n={n:,} ddpm, trajectory_every=10 ({frames} frames)", f"{first * 1e3:.0f}", f"{total * 1e3:.0f}", f"{compute * 1e3:.0f}", f"{first / total:.3f}"]
+    ]
 
 
 def main() -> None:
@@ -197,7 +195,12 @@ def main() -> None:
         print(table(["request", "npy / JSON bytes", "JSON / npy end to end", "JSON / npy transport", "v2 binary / npy end to end"], ratios))
         if args.sse:
             print("\nSSE: first frame of GET /sample/stream against the whole chain (target: < 20%):\n")
-            print(table(["request", "first frame ms", "whole stream ms", "server compute ms", "first / whole"], sse_first_frame(server.url, max(3, args.repeats // 2))))
+            print(
+                table(
+                    ["request", "first frame ms", "whole stream ms", "server compute ms", "first / whole"],
+                    sse_first_frame(server.url, max(3, args.repeats // 2)),
+                )
+            )
     except Exception:
         print(f"server log ({log}):\n{server.log()[-4000:]}", file=sys.stderr)
         raise

@@ -21,7 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import interleaved_medians, machine, table
 from benchmarks.reference_loops import diffusers_loop, make_diffusers_scheduler, naive_article_loop
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain
+from model.denoiser import FunctionDenoiser, NetDenoiser
+from model.diffusion import SamplerSpec, make_plan
+from model.engine import sample
 
 VARIANTS = ("swirl", "naive", "diffusers")
 ABLATION = "swirl, no τ table"  # before the optimisation: the full forward (time embedding per row) every step
@@ -30,16 +32,16 @@ ABLATION = "swirl, no τ table"  # before the optimisation: the full forward (ti
 def runner(checkpoint: Checkpoint, variant: str, n: int):  # type: ignore[no-untyped-def]
     net, schedule = checkpoint.net, checkpoint.schedule
     if variant == "swirl":
-        eps_fn = net_eps_fn(net, schedule.timesteps, "cpu")
+        denoiser = NetDenoiser(net, "cpu")
         plan = make_plan(schedule, SamplerSpec("ddpm"))
-        return lambda: run_chain(eps_fn, plan, GeneratorNoise.single(torch.Generator().manual_seed(0), n), n).x0
+        return lambda: sample(denoiser, plan, n, 0).x0
     if variant == ABLATION:
         plan = make_plan(schedule, SamplerSpec("ddpm"))
 
         def per_row_forward(x: torch.Tensor, t: int) -> torch.Tensor:
             return net(x, torch.full((x.shape[0],), t, dtype=torch.long))
 
-        return lambda: run_chain(per_row_forward, plan, GeneratorNoise.single(torch.Generator().manual_seed(0), n), n).x0
+        return lambda: sample(FunctionDenoiser(per_row_forward), plan, n, 0).x0
     if variant == "naive":
         return lambda: naive_article_loop(net, schedule, n, torch.Generator().manual_seed(0))
     scheduler = make_diffusers_scheduler(schedule)

@@ -24,14 +24,15 @@ import time
 from pathlib import Path
 
 import httpx
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine, raw_get, table  # noqa: E402
 from model.checkpoint import load_checkpoint  # noqa: E402
-from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain  # noqa: E402
+from model.denoiser import NetDenoiser  # noqa: E402
+from model.diffusion import SamplerSpec, make_plan  # noqa: E402
+from model.engine import sample  # noqa: E402
 
 SETTLE_S = 0.5  # let OpenMP threads of the previous chain stop spinning before a timed run
 
@@ -71,7 +72,7 @@ class Server:
 def http_overhead(checkpoint_path: str, repeats: int) -> list[list[str]]:
     """Round trip of GET /sample?n=10000 (request, queue, chain, orjson encoding, transfer) against the same chain in-process."""
     checkpoint = load_checkpoint(checkpoint_path, "cpu")
-    eps_fn = net_eps_fn(checkpoint.net, checkpoint.schedule.timesteps, "cpu")
+    denoiser = NetDenoiser(checkpoint.net, "cpu")
     plan = make_plan(checkpoint.schedule, SamplerSpec("ddpm"))
     n = 10_000
     server = Server(checkpoint_path)
@@ -83,7 +84,7 @@ def http_overhead(checkpoint_path: str, repeats: int) -> list[list[str]]:
         for i in range(repeats):
             time.sleep(SETTLE_S)
             started = time.perf_counter()
-            run_chain(eps_fn, plan, GeneratorNoise.single(torch.Generator().manual_seed(i), n), n)
+            sample(denoiser, plan, n, i)
             compute.append(time.perf_counter() - started)
         for i in range(repeats):
             time.sleep(SETTLE_S)

@@ -23,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import interleaved_medians, machine, table
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.data import swiss_roll
-from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain
+from model.denoiser import NetDenoiser
+from model.diffusion import SamplerSpec, make_plan
+from model.engine import sample
 from model.evaluate import REFERENCE_SEED, draw_samples, two_sample_accuracy
 from model.net import NetConfig
 from model.train import TrainConfig, train
@@ -53,10 +55,8 @@ def main() -> None:
         for sampler in (SamplerSpec("ddpm"), SamplerSpec("ddim", steps=10), SamplerSpec("dpmpp2m", steps=10)):
             samples, _ = draw_samples(checkpoint, sampler, args.n)
             accuracy[sampler.sampler] = two_sample_accuracy(samples, reference)
-        eps_fn = net_eps_fn(checkpoint.net, checkpoint.schedule.timesteps, "cpu")
         plan = make_plan(checkpoint.schedule, SamplerSpec("ddpm"))
-        noise = GeneratorNoise.single(torch.Generator().manual_seed(0), args.n)
-        seconds = interleaved_medians({"chain": partial(run_chain, eps_fn, plan, noise, args.n)}, 5)["chain"]
+        seconds = interleaved_medians({"chain": partial(sample, NetDenoiser(checkpoint.net, "cpu"), plan, args.n, 0)}, 5)["chain"]
         rows.append(
             [
                 spec,

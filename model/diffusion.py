@@ -1,7 +1,7 @@
 """The forward process q(x_t | x_0) and the reverse-process samplers.
 
 Every sampler is compiled into a list of ``Step`` coefficients (float64 math, done once
-per chain), and one shared loop applies them:
+per plan), and the engine (``model/engine.py``) applies them to every row it holds:
 
     ε   = ε_θ(x_t, t)
     D   = d_x·x_t + d_eps·ε                       (data prediction, multistep samplers only)
@@ -11,21 +11,19 @@ per chain), and one shared loop applies them:
 * DDIM (Song et al. 2021, eq. 12) with η ∈ [0, 1] on a subsequence T = τ_1 > … > τ_S = 1.
 * DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2), first order on the first and last step.
 
-Randomness enters only through an explicit ``NoiseSource`` (one ``torch.Generator`` per
-request), so a request's points do not depend on what else shares its batch.
+Randomness enters only in the engine, from each request's own ``torch.Generator``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, get_args
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
-from model.net import EpsilonMLP
 from model.schedule import Schedule, ScheduleTensors
 
 SamplerName = Literal["ddpm", "ddim", "dpmpp2m"]
@@ -37,11 +35,7 @@ SPACINGS: tuple[str, ...] = get_args(Spacing)
 DEFAULT_SPACING = {"ddpm": "time", "ddim": "time", "dpmpp2m": "logsnr"}
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
-"""ε-prediction for a batch that shares one step: (n, 2) points, t → (n, 2)."""
-
-
-class NonFiniteError(RuntimeError):
-    """The chain produced NaN or inf; its points must never be returned."""
+"""ε-prediction for a batch that shares one step: (n, 2) points, t → (n, 2) (test oracles)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,136 +209,3 @@ def make_plan(schedule: Schedule, spec: SamplerSpec) -> SamplingPlan:
     previous: list[int | None] = [None, *taus[:-1]]
     steps = tuple(dpmpp2m_step(schedule, t, s, p) for t, s, p in zip(taus, targets, previous))
     return SamplingPlan(spec, steps)
-
-
-# ---------------------------------------------------------------------------------------
-# Noise: one generator per request
-# ---------------------------------------------------------------------------------------
-
-
-class NoiseSource(Protocol):
-    def fill_(self, out: torch.Tensor) -> None:
-        """Overwrite ``out`` (n, 2) with standard normal noise."""
-
-
-class GeneratorNoise:
-    """Noise for a batch made of several requests: rows [a, b) come from request k's generator.
-
-    A request's draws depend only on its own generator and the (fixed) number of draws
-    per step, so its points are the same alone or batched.
-    """
-
-    def __init__(self, generators: Sequence[torch.Generator], sizes: Sequence[int]) -> None:
-        if len(generators) != len(sizes):
-            raise ValueError("one generator per size")
-        self.generators = list(generators)
-        self.bounds = np.cumsum([0, *sizes]).tolist()
-
-    @classmethod
-    def single(cls, generator: torch.Generator, n: int) -> GeneratorNoise:
-        return cls([generator], [n])
-
-    @property
-    def total(self) -> int:
-        return int(self.bounds[-1])
-
-    def fill_(self, out: torch.Tensor) -> None:
-        for generator, start, stop in zip(self.generators, self.bounds[:-1], self.bounds[1:]):
-            out[start:stop].normal_(generator=generator)
-
-
-# ---------------------------------------------------------------------------------------
-# The shared reverse-chain loop
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class ChainResult:
-    x0: torch.Tensor  # (n, 2) final samples
-    trajectory: list[tuple[int, torch.Tensor]]  # [(t, (n, 2) points)] from x_T to x_0, empty if not asked
-
-
-def apply_step_(
-    step: Step, x: torch.Tensor, eps: torch.Tensor, d_prev: torch.Tensor | None, z: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One reverse step, updating ``x`` in place. Returns (x_next, D_t), D_t None unless kept.
-
-    ``z`` is fresh noise, used only when the step has ``noise_std > 0``.
-    """
-    d = step.d_x * x + step.d_eps * eps if step.d_x or step.d_eps else None
-    x.mul_(step.x_coef).add_(eps, alpha=step.eps_coef)
-    if step.prev_coef and d_prev is not None:
-        x.add_(d_prev, alpha=step.prev_coef)
-    if step.noise_std > 0:
-        if z is None:
-            raise ValueError(f"step at t={step.t} needs noise")
-        x.add_(z, alpha=step.noise_std)
-    return x, d
-
-
-def run_chain(
-    eps_fn: EpsFn,
-    plan: SamplingPlan,
-    noise: NoiseSource,
-    n: int,
-    *,
-    device: torch.device | str = "cpu",
-    x_T: torch.Tensor | None = None,
-    trajectory_every: int | None = None,
-) -> ChainResult:
-    """Run the reverse chain for ``n`` points from x_T ~ N(0, I) (drawn from ``noise``) to x_0.
-
-    Memory is O(n): two (n, 2) buffers, plus the trajectory frames only when asked
-    (one frame every ``trajectory_every`` steps, plus x_T and x_0).
-    """
-    if trajectory_every is not None and trajectory_every < 1:
-        raise ValueError(f"trajectory_every must be at least 1, got {trajectory_every}")
-    with torch.inference_mode():
-        if x_T is None:
-            x = torch.empty((n, 2), device=device)
-            noise.fill_(x)
-        else:
-            x = x_T.to(device=device, dtype=torch.float32).clone()
-        z = torch.empty_like(x) if plan.draws_noise else None
-        d_prev: torch.Tensor | None = None
-        trajectory: list[tuple[int, torch.Tensor]] = []
-        if trajectory_every is not None:
-            trajectory.append((plan.steps[0].t, x.detach().to("cpu", copy=True)))
-        for i, step in enumerate(plan.steps, start=1):
-            eps = eps_fn(x, step.t)
-            if step.noise_std > 0 and z is not None:
-                noise.fill_(z)
-            x, d_prev = apply_step_(step, x, eps, d_prev, z)
-            if trajectory_every is not None and (i % trajectory_every == 0 or i == len(plan.steps)):
-                trajectory.append((step.t_next, x.detach().to("cpu", copy=True)))
-        if not bool(torch.isfinite(x).all()):
-            raise NonFiniteError("the reverse chain produced non-finite values (NaN or inf)")
-        return ChainResult(x0=x, trajectory=trajectory)
-
-
-CPU_CHUNK_ROWS = 8192
-"""On CPU the network runs over rows in chunks of this size: each row's chain depends on that
-row alone, so chunking changes no result, keeps activation memory flat in n (a 100k-point
-chain holds 8k×width activations, not 100k×width) and keeps them cache-sized."""
-
-
-def net_eps_fn(net: EpsilonMLP, timesteps: int, device: torch.device | str, chunk_rows: int | None = None) -> EpsFn:
-    """Wrap an ``EpsilonMLP`` as an ``EpsFn``, computing its time-bias table τ(0…T) once.
-
-    ``chunk_rows`` defaults to ``CPU_CHUNK_ROWS`` on CPU and to no chunking on a GPU.
-    """
-    with torch.inference_mode():
-        table = net.time_bias(torch.arange(timesteps + 1, device=device))  # (T+1, depth, width)
-    if chunk_rows is None and torch.device(device).type == "cpu":
-        chunk_rows = CPU_CHUNK_ROWS
-
-    def eps(x: torch.Tensor, t: int) -> torch.Tensor:
-        bias = table[t]
-        if chunk_rows is None or x.shape[0] <= chunk_rows:
-            return net.forward_with_bias(x, bias)
-        out = torch.empty_like(x)
-        for start in range(0, x.shape[0], chunk_rows):
-            out[start : start + chunk_rows] = net.forward_with_bias(x[start : start + chunk_rows], bias)
-        return out
-
-    return eps

@@ -29,8 +29,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from model.checkpoint import Checkpoint, load_checkpoint, update_metadata
 from model.data import swiss_roll
+from model.denoiser import NetDenoiser
 from model.device import resolve_device
-from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain
+from model.diffusion import SamplerSpec, make_plan
+from model.engine import sample
 
 log = logging.getLogger("swirl.evaluate")
 
@@ -86,11 +88,9 @@ def make_reference(checkpoint: Checkpoint, n: int) -> Reference:
 
 def draw_samples(checkpoint: Checkpoint, spec: SamplerSpec, n: int, seed: int = SAMPLE_SEEDS[0]) -> tuple[np.ndarray, float]:
     """(n, 2) samples and the seconds the chain took."""
-    eps_fn = net_eps_fn(checkpoint.net, checkpoint.schedule.timesteps, checkpoint.device)
     plan = make_plan(checkpoint.schedule, spec)
-    generator = torch.Generator(device=checkpoint.device).manual_seed(seed)
     started = time.perf_counter()
-    result = run_chain(eps_fn, plan, GeneratorNoise.single(generator, n), n, device=checkpoint.device)
+    result = sample(NetDenoiser(checkpoint.net, checkpoint.device), plan, n, seed)  # the engine, as the service runs it
     elapsed = time.perf_counter() - started
     return result.x0.cpu().numpy().astype(np.float64), elapsed
 

@@ -37,7 +37,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_settings(checkpoint: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"checkpoint": checkpoint, "device": "cpu", "max_points": 20_000, "batch_wait_ms": 2.0}
+    values: dict[str, object] = {"checkpoint": checkpoint, "device": "cpu", "max_points": 20_000}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 
 from app.encoding import FastJSON
@@ -23,10 +23,11 @@ async def readyz(service: ServiceDep) -> Response:
     """200 once the model is loaded, verified and warmed; 503 before that and while shutting down."""
     if not service.ready:
         return FastJSON({"status": "not ready"}, status_code=503)
-    return FastJSON({"status": "ready", "model": service.checkpoint.sha256, "queue_depth": service.worker.queue_depth})
+    return FastJSON(
+        {"status": "ready", "model": service.checkpoint.sha256, "queue_depth": service.worker.queue_depth, "queue_work": service.worker.pending_work}
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(service: ServiceDep) -> Response:
-    service.metrics.queue_depth.set(service.worker.queue_depth)
-    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -34,7 +34,7 @@ from app.schemas import (
     check_sample_limits,
 )
 from app.service import Service, ServiceDep
-from app.worker import QueueFull, SampleJob, SampleResult, WorkerStopped
+from app.worker import Overloaded, SampleJob, SampleResult, WorkerStopped
 from model.diffusion import SamplerSpec
 
 log = logging.getLogger("swirl.routes")
@@ -79,7 +79,7 @@ NPY_CONTENT = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     406: {"model": ErrorResponse, "description": "the Accept header allows none of application/json, application/x-npy"},
     422: {"model": ErrorResponse, "description": "invalid parameter (the field is named)"},
-    503: {"model": ErrorResponse, "description": "queue full or shutting down; see Retry-After"},
+    503: {"model": ErrorResponse, "description": "too much work in flight, or shutting down; see Retry-After"},
     504: {"model": ErrorResponse, "description": "timed out (SWIRL_REQUEST_TIMEOUT_S)"},
     500: {"model": ErrorResponse, "description": "the model produced non-finite values (NaN or inf); no points are returned"},
 }
@@ -117,8 +117,9 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def _await_result(future: Future[SampleResult], request: Request, timeout: float) -> SampleResult:
-    """Wait for the worker; on timeout or disconnect, cancel the job if it has not started."""
+async def _await_result(job: SampleJob, request: Request, timeout: float) -> SampleResult:
+    """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick)."""
+    future: Future[SampleResult] = job.future
     result = asyncio.wrap_future(future)
     disconnect: asyncio.Future[None] = asyncio.ensure_future(_wait_for_disconnect(request))
     waiting: set[asyncio.Future[Any]] = {result, disconnect}
@@ -128,20 +129,20 @@ async def _await_result(future: Future[SampleResult], request: Request, timeout:
         disconnect.cancel()
     if result in done:
         return result.result()
-    future.cancel()  # skipped if still queued; a running chain finishes and its rows are dropped
+    job.cancel()
     result.cancel()
     if disconnect in done:
         raise ClientGone
     raise RequestTimeout(f"the request took longer than {timeout:g} s (SWIRL_REQUEST_TIMEOUT_S)")
 
 
-def submit(service: Service, job: SampleJob) -> Future[SampleResult]:
-    """Hand ``job`` to the worker; a full queue or a stopping worker is a 503."""
+def submit(service: Service, job: SampleJob) -> None:
+    """Hand ``job`` to the worker; too much work in flight or a stopping worker is a 503."""
     try:
-        return service.worker.submit(job)
-    except QueueFull as exc:
-        service.metrics.rejected.labels(reason="queue_full").inc()
-        raise ServiceUnavailable(f"overloaded: {exc} (SWIRL_MAX_QUEUE); retry shortly", "queue_full") from None
+        service.worker.submit(job)
+    except Overloaded as exc:
+        service.metrics.rejected.labels(reason=exc.reason).inc()
+        raise ServiceUnavailable(f"overloaded: {exc}", exc.reason, exc.retry_after_s) from None
     except WorkerStopped as exc:
         service.metrics.rejected.labels(reason="shutting_down").inc()
         raise ServiceUnavailable(str(exc), "shutting_down") from None
@@ -149,9 +150,9 @@ def submit(service: Service, job: SampleJob) -> Future[SampleResult]:
 
 async def run_job(service: Service, job: SampleJob, request: Request) -> SampleResult | None:
     """Submit ``job`` and wait for its result: 503/504 as errors, None when the client has gone."""
-    future = submit(service, job)
+    submit(service, job)
     try:
-        return await _await_result(future, request, service.settings.request_timeout_s)
+        return await _await_result(job, request, service.settings.request_timeout_s)
     except RequestTimeout:
         service.metrics.rejected.labels(reason="timeout").inc()
         raise
@@ -270,7 +271,7 @@ async def sample_post(
 @router.get(
     "/forward",
     response_model=ForwardResponse,
-    responses=_responses({406: ERRORS[406], 422: ERRORS[422]}, FORWARD_HEADERS, FORWARD_EXAMPLE),
+    responses=_responses({406: ERRORS[406], 422: ERRORS[422], 503: ERRORS[503]}, FORWARD_HEADERS, FORWARD_EXAMPLE),
     summary="Noised swiss roll at step t",
 )
 async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDep, request: Request) -> Response:
@@ -287,7 +288,15 @@ async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDe
         started.append(time.perf_counter())
         return service.forward(params.t, params.n, seed)
 
-    xt = await run_in_threadpool(compute)
+    gate = service.forward_gate
+    if not gate.enter(params.n):
+        service.metrics.rejected.labels(reason="forward_busy").inc()
+        message = f"overloaded: {gate.busy} /forward points are being computed (SWIRL_MAX_FORWARD_POINTS = {gate.max_points}); retry shortly"
+        raise ServiceUnavailable(message, "forward_busy")
+    try:
+        xt = await run_in_threadpool(compute)
+    finally:
+        gate.leave(params.n)
     compute_s = time.perf_counter() - started[0]
     metadata = {"t": params.t, "n": params.n, "seed": seed, "alpha_bar": service.checkpoint.schedule.alpha_bar(params.t), "space": params.space}
     service.metrics.points.labels(endpoint="forward").inc(params.n)

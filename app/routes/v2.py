@@ -309,13 +309,11 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
         job, steps = sample_job(params, service, "body")
         if params.trajectory_every is None and parsed.outputs and {"trajectory", "trajectory_t"} & parsed.outputs.keys():
             raise V2Error(400, "output 'trajectory': needs the trajectory_every input")
-    except LimitError as exc:
-        return _error(V2Error(400, f"input '{exc.field}': {exc}"))
-    except InvalidParameter as exc:
+        result = await run_job(service, job, request)  # 503 and 504 keep their status, with {"error"} bodies
+    except (LimitError, InvalidParameter) as exc:
         return _error(V2Error(400, f"input '{exc.field}': {exc}"))
     except V2Error as exc:
         return _error(exc)
-    result = await run_job(service, job, request)
     if result is None:
         return Response(status_code=499)
     started = time.perf_counter()

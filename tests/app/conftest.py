@@ -80,22 +80,22 @@ class Gate:
 
 @contextmanager
 def worker_held(service: Service) -> Iterator[Gate]:
-    """Make the worker wait before each chain until the gate is opened (opened on exit)."""
-    worker = service.worker
+    """Make the engine wait before each tick until the gate is opened (opened on exit)."""
+    engine = service.worker.engine
     gate = Gate(threading.Event())
-    run_batch = worker._run_batch
+    tick = engine.tick
 
-    def gated(jobs: list[Any]) -> None:
-        gate.waiting += len(jobs)
+    def gated() -> Any:
+        gate.waiting = engine.in_flight
         gate.event.wait(30)
-        run_batch(jobs)
+        return tick()
 
-    worker._run_batch = gated  # type: ignore[method-assign]
+    engine.tick = gated  # type: ignore[method-assign]
     try:
         yield gate
     finally:
         gate.set()
-        worker._run_batch = run_batch  # type: ignore[method-assign]
+        engine.tick = tick  # type: ignore[method-assign]
 
 
 def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

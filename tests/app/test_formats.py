@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import io
 import re
+import threading
 import time
 from typing import Any
 
@@ -234,11 +235,22 @@ async def test_server_timing_on_every_sampling_answer(client: httpx.AsyncClient,
 
 async def test_server_timing_queue_is_the_wait_for_the_worker(running_app: AppFactory) -> None:
     async with running_app() as r:
-        with worker_held(r.service) as gate:
+        worker = r.service.worker
+        admit, gate = worker._admit, threading.Event()
+
+        def held(job: Any) -> None:  # the worker thread waits before taking the job into the engine
+            gate.wait(30)
+            admit(job)
+
+        worker._admit = held  # type: ignore[method-assign]
+        try:
             pending = asyncio.create_task(r.http.get("/sample", params={"n": 10, "seed": 1}))
             await asyncio.sleep(0.3)
             gate.set()
             response = await pending
+        finally:
+            gate.set()
+            worker._admit = admit  # type: ignore[method-assign]
         assert timings(response)["queue"] >= 250
 
 

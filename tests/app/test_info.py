@@ -103,7 +103,16 @@ async def test_readyz_is_503_before_the_lifespan_has_loaded_the_model(tiny_check
 async def test_metrics_are_prometheus_text_and_count_requests(client: httpx.AsyncClient) -> None:
     before = await client.get("/metrics")
     assert before.status_code == 200 and before.headers["content-type"].startswith("text/plain")
-    for name in ("swirl_requests_total", "swirl_request_seconds", "swirl_batch_points", "swirl_queue_depth", "swirl_points_generated_total"):
+    for name in (
+        "swirl_requests_total",
+        "swirl_request_seconds",
+        "swirl_request_points",
+        "swirl_requests_in_flight",
+        "swirl_engine_ticks_total",
+        "swirl_engine_tick_rows",
+        "swirl_queue_work",
+        "swirl_points_generated_total",
+    ):
         assert name in before.text, name
     old = metric_samples(before.text)
     assert (await client.get("/sample", params={"n": 7, "seed": 1})).status_code == 200
@@ -120,8 +129,10 @@ async def test_metrics_are_prometheus_text_and_count_requests(client: httpx.Asyn
     assert delta("swirl_request_seconds_count", endpoint="/sample") == 2
     assert delta("swirl_points_generated_total", endpoint="sample") == 7
     assert delta("swirl_points_generated_total", endpoint="forward") == 5
-    assert delta("swirl_batch_points_count") == 1 and delta("swirl_batch_points_sum") == 7
-    assert metric(new, "swirl_queue_depth") == 0
+    assert delta("swirl_request_points_count") == 1 and delta("swirl_request_points_sum") == 7
+    assert metric(new, "swirl_requests_in_flight") == 0 and metric(new, "swirl_queue_work") == 0
+    assert delta("swirl_engine_ticks_total") >= 50  # one DDPM-50 request: at least 50 ticks
+    assert delta("swirl_sample_seconds_count", sampler="ddpm") == 1
     assert metric(new, "swirl_ready") == 1
 
 
@@ -140,7 +151,7 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
     def has_example(item: dict[str, object]) -> bool:
         return "example" in item or bool(item.get("examples"))
 
-    for path, expected in (("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every"}), ("/forward", {"t", "n", "seed"})):
+    for path, expected in (("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space"}), ("/forward", {"t", "n", "seed", "space"})):
         parameters = schema["paths"][path]["get"]["parameters"]
         assert {p["name"] for p in parameters} == expected, path
         for parameter in parameters:
@@ -148,7 +159,7 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
     body = schema["paths"]["/sample"]["post"]["requestBody"]["content"]["application/json"]
     assert body.get("examples") or body.get("example")
     request_schema = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[-1]]
-    assert set(request_schema["properties"]) == {"n", "seed", "sampler", "steps", "eta", "trajectory_every"}
+    assert set(request_schema["properties"]) == {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space"}
     for name, prop in request_schema["properties"].items():
         assert has_example(prop), name
     assert request_schema.get("additionalProperties") is False

@@ -11,7 +11,9 @@ import torch
 from model import checkpoint as checkpoint_module
 from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file, update_metadata
 from model.data import Normalisation
-from model.diffusion import GeneratorNoise, SamplerSpec, make_plan, net_eps_fn, run_chain
+from model.denoiser import NetDenoiser
+from model.diffusion import SamplerSpec, make_plan
+from model.engine import sample
 from model.net import EpsilonMLP, NetConfig
 from model.schedule import ScheduleConfig
 
@@ -29,8 +31,8 @@ def samples(ck_net: torch.nn.Module, schedule_T: int, seed: int = 3) -> torch.Te
     from model.schedule import Schedule
 
     plan = make_plan(Schedule.from_config(ScheduleConfig(timesteps=schedule_T)), SamplerSpec("ddpm"))
-    g = torch.Generator().manual_seed(seed)
-    return run_chain(net_eps_fn(ck_net, schedule_T, "cpu"), plan, GeneratorNoise.single(g, 50), 50).x0
+    assert isinstance(ck_net, EpsilonMLP)
+    return sample(NetDenoiser(ck_net, "cpu"), plan, 50, seed).x0
 
 
 def test_round_trip_rebuilds_an_identical_model(tmp_path: Path) -> None:

@@ -13,17 +13,18 @@ import numpy as np
 import pytest
 import torch
 
+from model.denoiser import FunctionDenoiser
 from model.diffusion import (
     EpsFn,
-    GeneratorNoise,
-    NonFiniteError,
     SamplerSpec,
+    SamplingPlan,
     ddim_step,
     ddpm_step,
     make_plan,
-    run_chain,
     subsequence,
 )
+from model.engine import ChainResult, Engine, EngineRequest, NonFiniteError
+from model.engine import sample as engine_sample
 from model.schedule import Schedule, ScheduleConfig
 
 MEAN = torch.tensor([0.8, -0.4])
@@ -38,9 +39,12 @@ def oracle_eps(schedule: Schedule, mean: torch.Tensor = MEAN, std: float = STD) 
     return eps
 
 
+def run(eps: EpsFn, plan: SamplingPlan, n: int, seed: int = 0, **kwargs: object) -> ChainResult:
+    return engine_sample(FunctionDenoiser(eps), plan, n, seed, **kwargs)  # type: ignore[arg-type]
+
+
 def sample(schedule: Schedule, spec: SamplerSpec, n: int, seed: int, x_T: torch.Tensor | None = None) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return run_chain(oracle_eps(schedule), make_plan(schedule, spec), GeneratorNoise.single(g, n), n, x_T=x_T).x0
+    return run(oracle_eps(schedule), make_plan(schedule, spec), n, seed, x_T=x_T).x0
 
 
 LONG = Schedule.from_config(ScheduleConfig(timesteps=1000))  # ᾱ_T ≈ 4e-5: x_T is N(0, I)
@@ -121,7 +125,7 @@ def test_ddpm_makes_exactly_T_evaluations_from_T_down_to_1_and_no_noise_on_the_l
         return inner(x, t)
 
     plan = make_plan(DEFAULT, SamplerSpec("ddpm"))
-    run_chain(counting, plan, GeneratorNoise.single(torch.Generator().manual_seed(0), 10), 10)
+    run(counting, plan, 10)
     assert seen == list(range(50, 0, -1))
     assert plan.steps[-1].noise_std == 0.0 and all(s.noise_std > 0 for s in plan.steps[:-1])
     with pytest.raises(ValueError, match="50"):
@@ -166,21 +170,25 @@ def test_same_generator_seed_same_points_and_other_seed_other_points() -> None:
 def test_batched_requests_get_the_same_points_as_alone() -> None:
     plan = make_plan(DEFAULT, SamplerSpec("ddpm"))
     eps = oracle_eps(DEFAULT)
-    alone = [run_chain(eps, plan, GeneratorNoise.single(torch.Generator().manual_seed(s), n), n).x0 for s, n in [(1, 5), (2, 9), (3, 4)]]
-    noise = GeneratorNoise([torch.Generator().manual_seed(s) for s in (1, 2, 3)], [5, 9, 4])
-    together = run_chain(eps, plan, noise, 18).x0
+    alone = [run(eps, plan, n, s).x0 for s, n in [(1, 5), (2, 9), (3, 4)]]
+    engine = Engine("cpu")
+    engine.add_model(None, FunctionDenoiser(eps))
+    requests = [EngineRequest(n=n, seed=s, plan=plan) for s, n in [(1, 5), (2, 9), (3, 4)]]
+    for request in requests:
+        engine.submit(request)
+    engine.run()
+    together = torch.cat([torch.from_numpy(r.points) for r in requests if r.points is not None])
     torch.testing.assert_close(together, torch.cat(alone), atol=1e-6, rtol=0)
 
 
 def test_trajectory_every_k_runs_from_x_T_to_x_0() -> None:
     plan = make_plan(DEFAULT, SamplerSpec("ddpm"))
-    g = torch.Generator().manual_seed(0)
-    result = run_chain(oracle_eps(DEFAULT), plan, GeneratorNoise.single(g, 64), 64, trajectory_every=20)
+    result = run(oracle_eps(DEFAULT), plan, 64, 0, trajectory_every=20)
     assert [t for t, _ in result.trajectory] == [50, 30, 10, 0]
     assert torch.equal(result.trajectory[-1][1], result.x0)
     start = torch.empty(64, 2).normal_(generator=torch.Generator().manual_seed(0))
     assert torch.equal(result.trajectory[0][1], start)
-    assert run_chain(oracle_eps(DEFAULT), plan, GeneratorNoise.single(g, 4), 4).trajectory == []
+    assert run(oracle_eps(DEFAULT), plan, 4).trajectory == []
 
 
 def test_non_finite_output_raises() -> None:
@@ -188,7 +196,7 @@ def test_non_finite_output_raises() -> None:
         return torch.full_like(x, float("nan"))
 
     with pytest.raises(NonFiniteError):
-        run_chain(broken, make_plan(DEFAULT, SamplerSpec("ddim", steps=3)), GeneratorNoise.single(torch.Generator(), 4), 4)
+        run(broken, make_plan(DEFAULT, SamplerSpec("ddim", steps=3)), 4)
 
 
 @pytest.mark.parametrize(
@@ -203,18 +211,18 @@ def test_bad_sampler_specs_are_rejected(kwargs: dict[str, object], match: str) -
 def test_memory_stays_linear_in_n_without_trajectory() -> None:
     # Without trajectory_every, nothing of size T·n is kept: the result holds only x_0.
     plan = make_plan(DEFAULT, SamplerSpec("ddpm"))
-    result = run_chain(oracle_eps(DEFAULT), plan, GeneratorNoise.single(torch.Generator(), 1000), 1000)
+    result = run(oracle_eps(DEFAULT), plan, 1000)
     assert result.trajectory == [] and result.x0.shape == (1000, 2)
     assert np.isfinite(result.x0.numpy()).all()
 
 
 def test_chunked_network_evaluation_gives_the_same_chain() -> None:
-    from model.diffusion import net_eps_fn
+    from model.denoiser import NetDenoiser
     from model.net import EpsilonMLP, NetConfig
 
     torch.manual_seed(0)
     net = EpsilonMLP(NetConfig(hidden=16, depth=2), 50).eval()
     plan = make_plan(DEFAULT, SamplerSpec("ddim", steps=5))
-    whole = run_chain(net_eps_fn(net, 50, "cpu", chunk_rows=10**9), plan, GeneratorNoise.single(torch.Generator().manual_seed(1), 1000), 1000).x0
-    chunked = run_chain(net_eps_fn(net, 50, "cpu", chunk_rows=96), plan, GeneratorNoise.single(torch.Generator().manual_seed(1), 1000), 1000).x0
+    whole = engine_sample(NetDenoiser(net, "cpu", chunk_rows=10**9), plan, 1000, 1).x0
+    chunked = engine_sample(NetDenoiser(net, "cpu", chunk_rows=96), plan, 1000, 1).x0
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)

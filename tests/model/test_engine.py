@@ -1,0 +1,265 @@
+"""The engine's scheduler and bookkeeping, with fake and oracle networks (no training involved).
+
+Ticks are counted rather than timed, so these tests say the same on a busy machine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from model.denoiser import FunctionDenoiser
+from model.diffusion import SamplerSpec, SamplingPlan, make_plan
+from model.engine import Cancelled, Engine, EngineRequest, NonFiniteError, block_seed, sample, step_rows
+from model.errors import InvalidParameter
+from model.schedule import Schedule, ScheduleConfig
+
+SCHEDULE = Schedule.from_config(ScheduleConfig())
+MEAN = torch.tensor([0.8, -0.4])
+
+
+def oracle(x: torch.Tensor, t: int) -> torch.Tensor:
+    """The exact ε for N(MEAN, 0.25 I) data: a real, t-dependent network stand-in."""
+    ab = SCHEDULE.alpha_bar(t)
+    return math.sqrt(1 - ab) * (x - math.sqrt(ab) * MEAN) / (ab * 0.25 + 1 - ab)
+
+
+class Recorder:
+    """A denoiser that records every evaluation's row count and t values."""
+
+    def __init__(self, fn=oracle) -> None:
+        self.device = torch.device("cpu")
+        self.calls: list[tuple[int, list[int]]] = []
+        self.inner = FunctionDenoiser(fn)
+
+    def __call__(self, x: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        ts = [t] * x.shape[0] if isinstance(t, int) else t.tolist()
+        self.calls.append((x.shape[0], sorted(set(ts))))
+        return self.inner(x, t)
+
+
+def plan(sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0) -> SamplingPlan:
+    return make_plan(SCHEDULE, SamplerSpec(sampler, steps=steps, eta=eta))
+
+
+def engine(denoiser: object | None = None, **kwargs: object) -> Engine:
+    e = Engine("cpu", **kwargs)  # type: ignore[arg-type]
+    e.add_model(None, denoiser or FunctionDenoiser(oracle))  # type: ignore[arg-type]
+    return e
+
+
+def alone(p: SamplingPlan, n: int, seed: int, **kwargs: object) -> np.ndarray:
+    return sample(FunctionDenoiser(oracle), p, n, seed, **kwargs).x0.numpy()  # type: ignore[arg-type]
+
+
+MIXED = [("ddpm", None, 0.0), ("ddim", 10, 0.0), ("ddim", 7, 0.5), ("dpmpp2m", 10, 0.0), ("dpmpp2m", 4, 0.0), ("ddim", 1, 1.0)]
+
+
+def test_mixed_samplers_joining_mid_chain_get_bitwise_their_points_alone() -> None:
+    e = engine(tick_rows=300, block_rows=64)
+    requests = [EngineRequest(n=40 + 53 * i, seed=100 + i, plan=plan(*spec)) for i, spec in enumerate(MIXED * 2)]
+    for i, request in enumerate(requests):
+        e.submit(request)
+        for _ in range(i % 3):
+            e.tick()
+    e.run()
+    for request in requests:
+        assert request.error is None and request.points is not None
+        np.testing.assert_array_equal(request.points, alone(request.plan, request.n, request.seed, block_rows=64))
+
+
+def test_one_evaluation_per_tick_serves_rows_of_every_sampler_with_their_own_t() -> None:
+    rec = Recorder()
+    e = engine(rec)
+    for spec in MIXED[:4]:
+        e.submit(EngineRequest(n=10, seed=1, plan=plan(*spec)))
+    e.tick()
+    assert len(rec.calls) == 1  # one network evaluation for four samplers
+    e.tick()
+    rows, ts = rec.calls[-1]
+    assert rows == 40 and len(ts) > 1  # second steps differ: every row carries its own t
+
+
+def test_a_small_request_is_never_held_behind_a_large_one() -> None:
+    e = engine(tick_rows=1000, block_rows=500)
+    big = EngineRequest(n=20_000, seed=0, plan=plan("ddim", 10))
+    e.submit(big)
+    for _ in range(3):
+        e.tick()
+    small = EngineRequest(n=10, seed=1, plan=plan("ddpm"))
+    e.submit(small)
+    ticks = 0
+    big_before = big.remaining
+    while not small.finished:
+        e.tick()
+        ticks += 1
+    assert ticks == 50  # joined at the next tick and advanced on every one
+    assert big_before - big.remaining >= 50 * 500  # while the big request kept at least a block per tick
+    e.run()
+    assert big.error is None and small.error is None
+
+
+def test_a_long_request_is_not_starved_by_a_stream_of_small_ones() -> None:
+    e = engine(tick_rows=100, block_rows=100)
+    big = EngineRequest(n=400, seed=0, plan=plan("ddim", 10))  # 40 ticks of work with the whole budget
+    e.submit(big)
+    ticks = 0
+    while not big.finished:
+        e.submit(EngineRequest(n=100, seed=ticks, plan=plan("ddim", 10)))  # a full budget's worth, every tick
+        e.tick()
+        ticks += 1
+        assert ticks < 1000, "the long request starved"
+    assert big.error is None
+
+
+def test_the_tick_budget_holds_but_always_makes_progress() -> None:
+    rec = Recorder()
+    e = engine(rec, tick_rows=256, block_rows=100)
+    e.submit(EngineRequest(n=1000, seed=0, plan=plan("ddim", 5)))
+    e.tick()
+    assert rec.calls[-1][0] == 300  # blocks are taken until the budget is reached (the last may overshoot)
+    tiny = engine(Recorder(), tick_rows=1, block_rows=100)
+    request = EngineRequest(n=100, seed=0, plan=plan("ddim", 2))
+    tiny.submit(request)
+    tiny.run()
+    assert request.points is not None
+
+
+@pytest.mark.parametrize("tick_rows", [64, 200, 10_000])
+def test_points_do_not_depend_on_the_budget_or_the_block_schedule(tick_rows: int) -> None:
+    p = plan("ddpm")
+    e = engine(tick_rows=tick_rows, block_rows=64)
+    request = EngineRequest(n=300, seed=9, plan=p)
+    e.submit(request)
+    e.run()
+    assert request.points is not None
+    np.testing.assert_array_equal(request.points, alone(p, 300, 9, block_rows=64))
+
+
+def test_block_zero_draws_exactly_what_a_single_generator_would() -> None:
+    p = plan("ddim", 1)
+    result = sample(FunctionDenoiser(lambda x, t: torch.zeros_like(x)), p, 10, 42, trajectory_every=1)
+    expected = torch.empty(10, 2).normal_(generator=torch.Generator().manual_seed(42))
+    assert torch.equal(result.trajectory[0][1], expected)
+    assert block_seed(42, 0) == 42
+    assert len({block_seed(42, j) for j in range(100)}) == 100 and block_seed(42, 1) != block_seed(43, 1)
+
+
+def test_cancelled_requests_leave_at_the_next_tick_and_stop_costing_rows() -> None:
+    rec = Recorder()
+    e = engine(rec)
+    doomed = EngineRequest(n=500, seed=0, plan=plan("ddpm"))
+    kept = EngineRequest(n=20, seed=1, plan=plan("ddpm"))
+    e.submit(doomed)
+    e.submit(kept)
+    e.tick()
+    doomed.cancel()
+    ended = e.tick()
+    assert doomed in ended and isinstance(doomed.error, Cancelled) and doomed.points is None
+    assert rec.calls[-1][0] == 20  # only the kept request's rows were evaluated
+    assert e.remaining_work == kept.remaining
+    e.run()
+    assert kept.points is not None
+    np.testing.assert_array_equal(kept.points, alone(kept.plan, 20, 1))
+    assert e.remaining_work == 0
+
+
+def test_a_non_finite_request_fails_alone_and_the_engine_keeps_serving() -> None:
+    e = engine()
+    bad_start = torch.zeros(30, 2)
+    bad_start[3, 0] = float("nan")
+    bad = EngineRequest(n=30, seed=0, plan=plan("ddim", 5), x_T=bad_start)
+    good = EngineRequest(n=30, seed=0, plan=plan("ddim", 5))
+    e.submit(bad)
+    e.submit(good)
+    e.run()
+    assert isinstance(bad.error, NonFiniteError) and bad.points is None
+    assert good.error is None and good.points is not None
+    np.testing.assert_array_equal(good.points, alone(good.plan, 30, 0))
+
+
+def test_a_failing_model_fails_only_its_own_requests() -> None:
+    def broken(x: torch.Tensor, t: int) -> torch.Tensor:
+        raise RuntimeError("device lost")
+
+    e = engine()
+    e.add_model("broken", FunctionDenoiser(broken))
+    failing = EngineRequest(n=5, seed=0, plan=plan("ddim", 3), model="broken")
+    fine = EngineRequest(n=5, seed=0, plan=plan("ddim", 3))
+    e.submit(failing)
+    e.submit(fine)
+    e.run()
+    assert isinstance(failing.error, RuntimeError) and fine.points is not None
+
+
+def test_rows_of_different_models_never_share_an_evaluation() -> None:
+    a, b = Recorder(), Recorder(lambda x, t: 2 * oracle(x, t))
+    e = Engine("cpu")
+    e.add_model("a", a)
+    e.add_model("b", b)
+    e.submit(EngineRequest(n=7, seed=0, plan=plan("ddim", 3), model="a"))
+    e.submit(EngineRequest(n=11, seed=0, plan=plan("ddim", 3), model="b"))
+    e.run()
+    assert [rows for rows, _ in a.calls] == [7, 7, 7] and [rows for rows, _ in b.calls] == [11, 11, 11]
+    with pytest.raises(InvalidParameter, match="not loaded"):
+        e.submit(EngineRequest(n=1, seed=0, plan=plan("ddim", 3), model="c"))
+
+
+def test_trajectory_frames_arrive_in_order_across_blocks_and_match_the_kept_trajectory() -> None:
+    p = plan("ddpm")
+    seen: list[tuple[int, np.ndarray]] = []
+    e = engine(tick_rows=64, block_rows=32)
+    streamed = EngineRequest(n=100, seed=4, plan=p, trajectory_every=20, on_frame=lambda t, f: seen.append((t, f.copy())))
+    kept = EngineRequest(n=100, seed=4, plan=p, trajectory_every=20)
+    e.submit(streamed)
+    e.submit(kept)
+    e.run()
+    assert [t for t, _ in seen] == [t for t, _ in kept.trajectory] == [50, 30, 10, 0]
+    for (_, a), (_, b) in zip(seen, kept.trajectory):
+        np.testing.assert_array_equal(a, b)
+    assert streamed.trajectory == []  # streamed frames are not kept
+    assert kept.points is not None
+    np.testing.assert_array_equal(kept.trajectory[-1][1], kept.points)
+
+
+def test_one_at_a_time_serves_first_come_first_served() -> None:
+    rec = Recorder()
+    e = engine(rec, one_at_a_time=True)
+    first, second = EngineRequest(n=3, seed=0, plan=plan("ddim", 4)), EngineRequest(n=5, seed=0, plan=plan("ddim", 2))
+    e.submit(first)
+    e.submit(second)
+    e.run()
+    assert [rows for rows, _ in rec.calls] == [3, 3, 3, 3, 5, 5]
+
+
+def test_bad_requests_are_refused_naming_the_field() -> None:
+    e = engine()
+    with pytest.raises(InvalidParameter) as info:
+        e.submit(EngineRequest(n=0, seed=0, plan=plan("ddim", 3)))
+    assert info.value.field == "n"
+    with pytest.raises(InvalidParameter) as info:
+        e.submit(EngineRequest(n=3, seed=0, plan=plan("ddim", 3), trajectory_every=4))
+    assert info.value.field == "trajectory_every"
+
+
+def test_step_rows_is_the_step_formula_row_by_row() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, out, d_prev, z = (torch.randn(6, 2, generator=g, dtype=torch.float64) for _ in range(4))
+    coef = torch.randn(6, 8, generator=g, dtype=torch.float64)
+    x_next, d = step_rows(x, out, coef, d_prev, z, keep_d=True)
+    assert d is not None
+    for i in range(6):
+        c = coef[i]
+        torch.testing.assert_close(x_next[i], c[1] * x[i] + c[2] * out[i] + c[3] * d_prev[i] + c[4] * z[i], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(d[i], c[5] * x[i] + c[6] * out[i], rtol=1e-12, atol=1e-12)
+
+
+def test_throughput_is_measured_from_busy_ticks() -> None:
+    e = engine(tick_rows=64)
+    before = e.throughput
+    e.submit(EngineRequest(n=256, seed=0, plan=plan("ddim", 10)))
+    e.run()
+    assert e.throughput != before and e.throughput > 0
