@@ -25,7 +25,7 @@ from app import errors
 from app.config import Settings
 from app.metrics import Metrics, multiprocess_dir
 from app.middleware import BodyLimit, RequestMetrics
-from app.routes import info, ops, sampling, v2
+from app.routes import info, ops, sampling, stream, v2
 from app.service import Service
 from model.checkpoint import CheckpointError
 
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
     app.include_router(sampling.router)
+    app.include_router(stream.router)
     app.include_router(info.router)
     app.include_router(ops.router)
     app.include_router(v2.router)
