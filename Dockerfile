@@ -82,8 +82,10 @@ WORKDIR /app
 # The shipped default checkpoint; trained ones are mounted under /srv/checkpoints.
 COPY --from=build /src/checkpoints/swiss-roll/ /app/checkpoints/swiss-roll/
 
+# SWIRL_WORKERS=0: one server process per CPU core the container may use (one on a GPU).
 ENV SWIRL_HOST=0.0.0.0 \
     SWIRL_PORT=8000 \
+    SWIRL_WORKERS=0 \
     SWIRL_CHECKPOINT=/app/checkpoints/swiss-roll \
     HOME=/home/swirl \
     XDG_CACHE_HOME=/tmp/.cache
