@@ -9,9 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.encoding import dumps
 from app.metrics import Metrics
 
-KNOWN_ENDPOINTS = frozenset(
-    {"/", "/sample", "/sample/stream", "/forward", "/schedule", "/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
-)
+KNOWN_ENDPOINTS = frozenset({"/", "/sample", "/sample/stream", "/forward", "/schedule", "/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
 
 
 def endpoint_label(path: str) -> str:

@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from model.checkpoint import Checkpoint, load_checkpoint
 from model.data import swiss_roll
 from model.denoiser import NetDenoiser
 from model.device import resolve_device
-from model.diffusion import SAMPLERS, make_plan, q_sample
+from model.diffusion import SAMPLERS, q_sample
 from model.engine import Engine
 from model.graphs import tick_graphs
 from model.schedule import ScheduleTensors
@@ -77,7 +76,7 @@ class Service:
         )
         key = checkpoint.sha256
         engine.add_model(key, NetDenoiser(checkpoint.net, device))
-        served = ServedModel(key=key, make_plan=partial(make_plan, checkpoint.schedule))
+        served = ServedModel(key=key, make_plan=checkpoint.plan)  # prediction type and student grids folded in
 
         def resolve_model(name: str | None) -> ServedModel:
             return served
@@ -133,7 +132,9 @@ def model_payload(checkpoint: Checkpoint) -> dict[str, Any]:
         "data": {"noise": norm.noise, "mean": list(norm.mean), "scale": norm.scale},
         "training": meta.get("training", {}),
         "evaluation": meta.get("evaluation", {}),
-        "samplers": list(SAMPLERS),
+        "samplers": [s for s in SAMPLERS if s != "student" or checkpoint.student_grids],
+        "student": checkpoint.student,  # distilled students: teacher, grids, method; null otherwise
+        "student_steps": sorted(checkpoint.student_grids),  # the step counts the student sampler takes
         "device": str(checkpoint.device),
     }
 
