@@ -50,10 +50,25 @@ STREAM_EXAMPLE = (
     'event: done\ndata: {"n":2,"seed":7,"sampler":"ddpm","steps":50,"eta":0.0,"model":"3f1c…","space":"model",'
     '"frames":51,"trajectory_t":[50,49,…,0],"server_timing":{"queue_ms":0.4,"compute_ms":35.1,"encode_ms":2.0}}\n\n'
 )
+EVENT_SCHEMA = {  # each event (OpenAPI before 3.2: `schema` describes one event of the stream)
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["frame", "done", "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "description": "frame: {index, t, points}; done: the metadata, frames, trajectory_t, server_timing; error: {error, status}",
+            },
+        },
+    },
+}
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "text/event-stream: one `frame` event per trajectory frame, x_T … x_0, then `done` (or `error`)",
-        "content": {EVENT_STREAM: {"schema": {"type": "string"}, "example": STREAM_EXAMPLE}},
+        "content": {EVENT_STREAM: {"schema": EVENT_SCHEMA, "example": STREAM_EXAMPLE}},
         "headers": {"Server-Timing": {**SERVER_TIMING_HEADER, "description": "queue wait only (the stream starts with the first frame); `done` has all three"}},
     },
     **ERRORS,
