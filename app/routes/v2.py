@@ -22,15 +22,17 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app import encoding
 from app.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
 from app.errors import validation_summary
 from app.negotiation import accepts_encoding
-from app.routes.sampling import run_job, sample_job
+from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job, sample_job
 from app.schemas import LimitError, SampleRequest
 from app.service import Service, ServiceDep
+from app.worker import SampleResult
 from model.errors import InvalidParameter
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
@@ -316,7 +318,31 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
         return _error(exc)
     if result is None:
         return Response(status_code=499)
-    started = time.perf_counter()
+    header: dict[str, Any] = {
+        "model_name": model,
+        "model_version": loaded,
+        "parameters": {"seed": job.seed, "sampler": params.sampler, "steps": steps, "eta": params.eta, "space": params.space},
+    }
+    if parsed.id is not None:
+        header["id"] = parsed.id
+    gzip_ok = accepts_encoding(request.headers.get("accept-encoding"), "gzip")
+
+    def encode() -> tuple[bytes, dict[str, str], float]:
+        started = time.perf_counter()
+        answer, headers = _encode_outputs(header, parsed, params, result, service, gzip_ok)
+        return answer, headers, time.perf_counter() - started
+
+    frames = len(result.trajectory) + 1 if params.trajectory_every is not None else 1
+    answer, headers, encode_s = await run_in_threadpool(encode) if params.n * frames > ENCODE_OFF_LOOP_POINTS else encode()
+    headers["Server-Timing"] = encoding.server_timing(result.queue_seconds, result.compute_seconds, encode_s)
+    service.metrics.points.labels(endpoint="v2").inc(params.n)
+    return Response(answer, media_type=OCTET_STREAM if INFERENCE_HEADER in headers else JSON, headers=headers)
+
+
+def _encode_outputs(
+    header: dict[str, Any], parsed: InferRequest, params: SampleRequest, result: SampleResult, service: Service, gzip_ok: bool
+) -> tuple[bytes, dict[str, str]]:
+    """The requested outputs as JSON tensors or binary tensor data after the JSON header; its headers."""
     normalisation = service.checkpoint.normalisation
     tensors: dict[str, tuple[str, np.ndarray]] = {"points": ("FP32", encoding.to_space(result.points, params.space, normalisation))}
     if params.trajectory_every is not None:
@@ -335,23 +361,13 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
         else:
             output["data"] = array.reshape(-1)
         outputs.append(output)
-    header: dict[str, Any] = {
-        "model_name": model,
-        "model_version": loaded,
-        "parameters": {"seed": job.seed, "sampler": params.sampler, "steps": steps, "eta": params.eta, "space": params.space},
-        "outputs": outputs,
-    }
-    if parsed.id is not None:
-        header["id"] = parsed.id
-    answer, header_length = encoding.v2_body(header, binaries)
+    answer, header_length = encoding.v2_body({**header, "outputs": outputs}, binaries)
     headers = {INFERENCE_HEADER: str(header_length)} if binaries else {}
     gzip_min = service.settings.gzip_min_bytes
     # float32 tensor bytes barely compress (8% at n = 10k): only JSON tensors are worth gzip
-    if not binaries and gzip_min and len(answer) >= gzip_min and accepts_encoding(request.headers.get("accept-encoding"), "gzip"):
+    if not binaries and gzip_min and len(answer) >= gzip_min and gzip_ok:
         answer, headers["Content-Encoding"] = encoding.gzip_bytes(answer), "gzip"
-    headers["Server-Timing"] = encoding.server_timing(result.queue_seconds, result.compute_seconds, time.perf_counter() - started)
-    service.metrics.points.labels(endpoint="v2").inc(params.n)
-    return Response(answer, media_type=OCTET_STREAM if binaries else JSON, headers=headers)
+    return answer, headers
 
 
 INFER_DOC: dict[str, Any] = {
