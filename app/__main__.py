@@ -22,6 +22,7 @@ from types import FrameType
 import uvicorn
 
 from app.config import Settings
+from app.logs import configure_logging
 
 log = logging.getLogger("swirl")
 
@@ -50,6 +51,7 @@ def main() -> None:
     # shutdown) and then re-raises it to the handler installed before it; with the default
     # one the process would die of the signal (exit status 143) after a clean shutdown.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "app.main:app",
         host=settings.host,
@@ -57,7 +59,9 @@ def main() -> None:
         workers=workers,
         log_level=settings.log_level,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
-        access_log=False,
+        access_log=False,  # app.request_context writes the access log, with request ids
+        log_config=None,  # uvicorn's own records go through app.logs' handler and format
+        proxy_headers=False,  # X-Forwarded-For is judged by SWIRL_TRUSTED_PROXIES (app.client_address), not uvicorn
     )
 
 

@@ -7,6 +7,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.encoding import dumps
+from app.head import method_of
 from app.metrics import Metrics
 
 KNOWN_ENDPOINTS = frozenset({"/", "/sample", "/sample/stream", "/forward", "/schedule", "/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
@@ -115,4 +116,4 @@ class RequestMetrics:
             await self.app(scope, receive, tracking_send)
         finally:
             self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(endpoint=endpoint, method=scope.get("method", ""), status=str(status)).inc()
+            self.metrics.requests.labels(endpoint=endpoint, method=method_of(scope), status=str(status)).inc()

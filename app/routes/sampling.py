@@ -24,6 +24,7 @@ from app import encoding
 from app.encoding import JSON, NPY, POINT_FORMATS
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.negotiation import accepts_encoding, negotiate
+from app.rate_limit import charge
 from app.schemas import (
     ErrorResponse,
     ForwardRequest,
@@ -79,6 +80,7 @@ NPY_CONTENT = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     406: {"model": ErrorResponse, "description": "the Accept header allows none of application/json, application/x-npy"},
     422: {"model": ErrorResponse, "description": "invalid parameter (the field is named)"},
+    429: {"model": ErrorResponse, "description": "this client's rate limit (SWIRL_RATE_LIMIT*) is used up; see Retry-After"},
     503: {"model": ErrorResponse, "description": "too much work in flight, or shutting down; see Retry-After"},
     504: {"model": ErrorResponse, "description": "timed out (SWIRL_REQUEST_TIMEOUT_S)"},
     500: {"model": ErrorResponse, "description": "the model produced non-finite values (NaN or inf); no points are returned"},
@@ -219,6 +221,7 @@ async def encode_points(
 async def _sample(params: SampleRequest, service: Service, request: Request, location: str) -> Response:
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
     job, steps = sample_job(params, service, location)
+    charge(request, points=params.n, evaluations=steps)
     result = await run_job(service, job, request)
     if result is None:
         return Response(status_code=499)
@@ -271,7 +274,7 @@ async def sample_post(
 @router.get(
     "/forward",
     response_model=ForwardResponse,
-    responses=_responses({406: ERRORS[406], 422: ERRORS[422], 503: ERRORS[503]}, FORWARD_HEADERS, FORWARD_EXAMPLE),
+    responses=_responses({406: ERRORS[406], 422: ERRORS[422], 429: ERRORS[429], 503: ERRORS[503]}, FORWARD_HEADERS, FORWARD_EXAMPLE),
     summary="Noised swiss roll at step t",
 )
 async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDep, request: Request) -> Response:
@@ -280,6 +283,7 @@ async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDe
     JSON or ``.npy`` by ``Accept``, model or data ``space``, as ``/sample``."""
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
     check_forward_limits(params, service.checkpoint.schedule.timesteps, service.settings.max_points)
+    charge(request, points=params.n)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     submitted = time.perf_counter()
     started: list[float] = []

@@ -30,6 +30,7 @@ from app import encoding
 from app.encoding import EVENT_STREAM
 from app.errors import RequestTimeout
 from app.negotiation import negotiate
+from app.rate_limit import charge
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, ERRORS, SERVER_TIMING_HEADER, ClientGone, sample_job, sample_metadata, submit
 from app.schemas import ErrorResponse, SampleRequest, trajectory_frames
 from app.service import Service, ServiceDep
@@ -189,6 +190,7 @@ async def sample_stream(params: Annotated[SampleRequest, Query()], service: Serv
     if params.trajectory_every is None:
         params = params.model_copy(update={"trajectory_every": DEFAULT_EVERY})
     job, steps = sample_job(params, service, "query")
+    charge(request, points=params.n, evaluations=steps)
     every = params.trajectory_every
     assert every is not None
     frames = FrameQueue(asyncio.get_running_loop(), trajectory_frames(steps, every))

@@ -29,6 +29,7 @@ from app import encoding
 from app.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
 from app.errors import validation_summary
 from app.negotiation import accepts_encoding
+from app.rate_limit import charge
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job, sample_job
 from app.schemas import LimitError, SampleRequest
 from app.service import Service, ServiceDep
@@ -309,6 +310,7 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
         parsed = parse_infer(body, request.headers.get(INFERENCE_HEADER))
         params = _sample_request(parsed.values)
         job, steps = sample_job(params, service, "body")
+        charge(request, points=params.n, evaluations=steps)  # over the limit: 429 with {"error"}
         if params.trajectory_every is None and parsed.outputs and {"trajectory", "trajectory_t"} & parsed.outputs.keys():
             raise V2Error(400, "output 'trajectory': needs the trajectory_every input")
         result = await run_job(service, job, request)  # 503 and 504 keep their status, with {"error"} bodies
@@ -425,6 +427,7 @@ INFER_DOC: dict[str, Any] = {
         },
         "400": _error_doc("a bad input, named", "input 'n': n: Input should be greater than or equal to 1"),
         **NOT_FOUND,
+        "429": _error_doc("this client's rate limit is used up (Retry-After)", "rate limit: this request costs 20000 (points × network evaluations); …"),
         "503": _error_doc("queue full or shutting down (Retry-After)", "overloaded: 256 requests are already queued (SWIRL_MAX_QUEUE); retry shortly"),
         "504": _error_doc("timed out (SWIRL_REQUEST_TIMEOUT_S)", "the request took longer than 60 s (SWIRL_REQUEST_TIMEOUT_S)"),
     },
