@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     cuda_graphs: bool = Field(True, description="capture the reverse chain as CUDA graphs on the GPU")
     torch_threads: int = Field(0, ge=0, description="torch threads per process; 0 splits the cores between the processes")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
+    gzip_min_bytes: int = Field(0, ge=0, description="gzip JSON answers at least this long when the client accepts gzip; 0 never")
     graceful_shutdown_s: float = Field(30.0, ge=1, description="on SIGTERM, how long in-flight requests may take")
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line (access and error logs included)")
     access_log: bool = Field(True, description="one log line per request, with its request id")

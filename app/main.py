@@ -29,7 +29,7 @@ from app.logs import configure_logging
 from app.metrics import Metrics, multiprocess_dir
 from app.middleware import BodyLimit, RequestMetrics
 from app.request_context import RequestContext
-from app.routes import info, ops, sampling
+from app.routes import info, ops, sampling, stream, v2
 from app.security_headers import SecurityHeaders
 from app.service import Service
 from model.checkpoint import CheckpointError
@@ -85,8 +85,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     docs.install(app)  # /docs and /redoc with self-hosted assets under /docs-static/
     app.include_router(sampling.router)
+    app.include_router(stream.router)
     app.include_router(info.router)
     app.include_router(ops.router)
+    app.include_router(v2.router)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

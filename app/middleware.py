@@ -10,7 +10,18 @@ from app.encoding import dumps
 from app.head import method_of
 from app.metrics import Metrics
 
-KNOWN_ENDPOINTS = frozenset({"/", "/sample", "/forward", "/schedule", "/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
+KNOWN_ENDPOINTS = frozenset({"/", "/sample", "/sample/stream", "/forward", "/schedule", "/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
+
+
+def endpoint_label(path: str) -> str:
+    """A bounded label: known paths as they are, /static/… and the Open Inference Protocol's /v2/… as one each."""
+    if path in KNOWN_ENDPOINTS:
+        return path
+    if path.startswith("/static/"):
+        return "/static"
+    if path == "/v2" or path.startswith("/v2/"):
+        return "/v2"
+    return "other"
 
 
 class BodyTooLarge(Exception):
@@ -91,7 +102,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        endpoint = path if path in KNOWN_ENDPOINTS else ("/static" if path.startswith("/static/") else "other")
+        endpoint = endpoint_label(path)
         status = 500
         started = time.perf_counter()
 

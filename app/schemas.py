@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_SEED = 2**53 - 1  # JSON-safe: survives a round trip through JavaScript numbers
+Space = Literal["model", "data"]
+SPACE_DESCRIPTION = "model: the normalised space the diffusion runs in; data: the swiss roll's own (x, z) = point × scale + mean"
 
 
 def _reject_non_integers(value: Any) -> Any:
@@ -49,6 +51,7 @@ class SampleRequest(BaseModel):
     )
     eta: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="DDIM only: 0 deterministic, 1 DDPM-like noise", examples=[0.0])
     trajectory_every: int | None = Field(None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5])
+    space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["data"])
 
     _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(_reject_non_integers)
     _floats = field_validator("eta", mode="before")(_reject_booleans)
@@ -62,6 +65,7 @@ class ForwardRequest(BaseModel):
     t: int = Field(..., ge=0, description="diffusion step, 0…T (0 is clean data)", examples=[25])
     n: int = Field(1000, ge=1, description="number of points (at most SWIRL_MAX_POINTS)", examples=[1000])
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed for the roll and the noise; picked when omitted", examples=[0])
+    space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["model"])
 
     _ints = field_validator("t", "n", "seed", mode="before")(_reject_non_integers)
 
@@ -142,7 +146,8 @@ class SampleResponse(BaseModel):
     steps: int = Field(description="network evaluations used")
     eta: float
     model: str = Field(description="sha256 of the checkpoint's weights")
-    points: list[list[float]] = Field(description="(n, 2) samples in the model's normalised space")
+    space: Space = Field(description="the space of every point in this answer")
+    points: list[list[float]] = Field(description="(n, 2) samples, in `space`")
     trajectory: list[Frame] | None = Field(None, description="present when trajectory_every is given")
 
 
@@ -153,7 +158,8 @@ class ForwardResponse(BaseModel):
     n: int
     seed: int
     alpha_bar: float = Field(description="ᾱ_t")
-    points: list[list[float]] = Field(description="(n, 2) draws of q(x_t | x_0)")
+    space: Space = Field(description="the space of the points")
+    points: list[list[float]] = Field(description="(n, 2) draws of q(x_t | x_0), in `space`")
 
 
 class ScheduleResponse(BaseModel):

@@ -313,12 +313,12 @@ class Engine:
     def _schedule(self, now: float) -> list[_Block]:
         if self.one_at_a_time:
             head = self._requests[0]
-            return [b for b in head.blocks if b.k < len(b.table)]
+            return [b for b in _block_order(head) if b.k < len(b.table)]
         rate = max(self.throughput, 1.0)
         order = sorted(self._requests, key=lambda r: r.submitted_at + r.remaining / rate)
         budget, used, picked = self.tick_rows, 0, list[_Block]()
         for request in order:
-            for block in request.blocks:
+            for block in _block_order(request):
                 if used >= budget:
                     return picked
                 if block.k < len(block.table):
@@ -455,6 +455,17 @@ class Engine:
             block.generator = None
         request.frames = []
         request.finished_at = time.perf_counter()
+
+
+def _block_order(request: EngineRequest) -> list[_Block]:
+    """A request's blocks in the order the tick budget takes them. With a trajectory, the least
+    advanced first (blocks move in lockstep): a frame is complete once every block has reached it,
+    so frames complete one after another through the chain (a stream's x_T leaves after the first
+    ceil(n / tick_rows) ticks, not when the last block starts) and at most a frame or two are held
+    at once. The order changes no point: each block draws from its own generator."""
+    if request.trajectory_every is None:
+        return request.blocks
+    return sorted(request.blocks, key=lambda block: block.k)
 
 
 TickRunner = Callable[

@@ -51,6 +51,8 @@
     framesDrawn: 0,
     playing: false,
     sampleDone: false,
+    streaming: false, // frames are arriving from /sample/stream
+    stream: null, // {started, firstFrame, done} in ms since the click, and frames, of the last stream
     errors: {},
   };
   window.swirl = swirl;
@@ -104,6 +106,53 @@
   }
 
   const isAbort = (err) => err && err.name === "AbortError";
+
+  // GET an SSE endpoint and hand each event to onEvent(name, data) as it arrives; errors before
+  // the stream starts are JSON answers and become ApiErrors, like api()'s.
+  async function stream(path, signal, onEvent) {
+    let response;
+    try {
+      response = await fetch(path, { signal, headers: { Accept: "text/event-stream" } });
+    } catch (err) {
+      if (isAbort(err)) throw err;
+      throw new ApiError("could not reach the server (network error). Is it still running?", 0);
+    }
+    if (!response.ok) {
+      let body = null;
+      try {
+        body = await response.json();
+      } catch (err) {
+        if (isAbort(err)) throw err;
+      }
+      const detail = body && typeof body.error === "string" && body.error ? body.error : `${response.status} ${response.statusText}`.trim();
+      throw new ApiError(explain(response.status, detail, response.headers.get("Retry-After")), response.status);
+    }
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        if (isAbort(err)) throw err;
+        throw new ApiError("the connection dropped while sampling. Is the server still running?", 0);
+      }
+      if (chunk.done) break;
+      buffer += chunk.value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        let data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) name = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
+        }
+        onEvent(name, JSON.parse(data));
+      }
+    }
+  }
 
   // ---------------------------------------------------------------- errors
 
@@ -672,28 +721,54 @@
     $("sample-info").textContent = "Sampling…";
     swirl.sampleRequests += 1;
     const started = performance.now();
+    const timing = { started: 0, firstFrame: null, done: null, frames: 0 };
+    let live = null; // the frames of this stream, shown as they arrive
+    let finished = false;
     try {
-      const body = await api(`sample?${params}`, controller.signal);
-      if (sampleController !== controller) return;
-      const seconds = (performance.now() - started) / 1000;
-      swirl.sampleResponses += 1;
-      swirl.lastSample = { n: body.n, seed: body.seed, sampler: body.sampler, steps: body.steps, eta: body.eta };
-      pause();
-      frames = body.trajectory && body.trajectory.length ? body.trajectory : [{ t: 0, points: body.points }];
-      swirl.frameIndex = 0;
-      swirl.sampleDone = false;
-      swirl.ready.sample = true;
-      clearError("sample");
-      const names = { ddpm: "DDPM", ddim: "DDIM", dpmpp2m: "DPM-Solver++(2M)", student: "distilled student" };
-      const etaText = body.sampler === "ddim" ? `, η = ${body.eta}` : "";
-      $("sample-info").textContent =
-        `${names[body.sampler] || body.sampler}, ${body.steps} steps${etaText} · n = ${body.n.toLocaleString("en-US")} · seed ${body.seed} · ` +
-        `${frames.length} frames · ${seconds.toFixed(2)} s round trip`;
-      if (seed === "") $("seed-input").placeholder = `random (last: ${body.seed})`;
-      drawSample();
-      play();
+      await stream(`sample/stream?${params}`, controller.signal, (name, data) => {
+        if (sampleController !== controller) return;
+        if (name === "frame") {
+          if (live === null) {
+            // the first frame: the previous animation gives way to this chain, drawn live
+            pause();
+            live = [];
+            frames = live;
+            swirl.streaming = true;
+            swirl.sampleDone = false;
+            timing.firstFrame = performance.now() - started;
+          }
+          live.push({ t: data.t, points: data.points });
+          timing.frames = live.length;
+          swirl.frameIndex = live.length - 1;
+          $("sample-info").textContent = `Sampling… frame ${live.length}, t = ${data.t}`;
+          drawSample();
+        } else if (name === "done") {
+          finished = true;
+          timing.done = performance.now() - started;
+          swirl.stream = timing;
+          swirl.streaming = false;
+          const seconds = timing.done / 1000;
+          swirl.sampleResponses += 1;
+          swirl.lastSample = { n: data.n, seed: data.seed, sampler: data.sampler, steps: data.steps, eta: data.eta };
+          swirl.ready.sample = true;
+          clearError("sample");
+          const names = { ddpm: "DDPM", ddim: "DDIM", dpmpp2m: "DPM-Solver++(2M)", student: "distilled student" };
+          const etaText = data.sampler === "ddim" ? `, η = ${data.eta}` : "";
+          $("sample-info").textContent =
+            `${names[data.sampler] || data.sampler}, ${data.steps} steps${etaText} · n = ${data.n.toLocaleString("en-US")} · seed ${data.seed} · ` +
+            `${frames.length} frames · ${seconds.toFixed(2)} s round trip`;
+          if (seed === "") $("seed-input").placeholder = `random (last: ${data.seed})`;
+          swirl.frameIndex = 0; // the chain, replayed from x_T
+          drawSample();
+          play();
+        } else if (name === "error") {
+          throw new ApiError(explain(data.status, data.error, null), data.status);
+        }
+      });
+      if (!finished && sampleController === controller) throw new ApiError("the stream ended before the chain did. Is the server still running?", 0);
     } catch (err) {
       if (isAbort(err)) return;
+      swirl.streaming = false;
       $("sample-info").textContent = frames.length ? "The last successful run is still shown." : "No samples yet.";
       showError("sample", err);
     } finally {

@@ -172,7 +172,7 @@ def test_sampling_animates_the_reverse_chain_with_play_pause_and_scrub(visit: Vi
     page.fill("#n-input", "500")
     page.fill("#seed-input", "3")
 
-    with page.expect_request(lambda r: "/sample?" in r.url) as request:
+    with page.expect_request(lambda r: "/sample/stream?" in r.url) as request:
         page.click("#sample-button")
     url = request.value.url
     assert "sampler=ddim" in url and "steps=20" in url and "trajectory_every=1" in url
@@ -205,6 +205,28 @@ def test_sampling_animates_the_reverse_chain_with_play_pause_and_scrub(visit: Vi
     assert visit.unexpected_errors() == []
 
 
+def test_the_reverse_chain_streams_frames_while_sampling_runs(visit: Visit) -> None:
+    page = visit.page
+    page.wait_for_function("() => window.swirl.ready.sample")
+    responses = visit.state("sampleResponses")
+    page.select_option("#sampler-select", "ddpm")
+    page.fill("#n-input", "50000")  # a chain of seconds on CPU; 18 frames within the page's point budget
+    page.fill("#seed-input", "11")
+    with page.expect_request(lambda r: "/sample/stream?" in r.url) as request:
+        page.click("#sample-button")
+    assert "n=50000" in request.value.url and "trajectory_every=3" in request.value.url
+    # frames are on screen while the chain still runs: streaming, some frames drawn, no answer yet
+    page.wait_for_function("() => window.swirl.streaming && window.swirl.frameCount >= 1", timeout=6 * TIMEOUT_MS)
+    assert visit.state("sampleResponses") == responses
+    assert "Sampling… frame" in page.text_content("#sample-info")
+    page.wait_for_function(f"() => window.swirl.sampleResponses > {responses}", timeout=6 * TIMEOUT_MS)
+    timing = visit.state("stream")
+    assert timing["frames"] == visit.state("frameCount") == 18
+    assert timing["firstFrame"] < 0.5 * timing["done"], timing  # x_T arrived long before x_0
+    assert visit.state("lastSample")["n"] == 50000 and not visit.state("streaming")
+    assert visit.unexpected_errors() == []
+
+
 def test_api_errors_are_shown_in_plain_words(visit: Visit) -> None:
     page = visit.page
     page.select_option("#sampler-select", "ddim")
@@ -221,7 +243,7 @@ def test_api_errors_are_shown_in_plain_words(visit: Visit) -> None:
     # 503 with Retry-After: busy, try again
     page.fill("#n-input", "100")
     page.route(
-        "**/sample?*",
+        "**/sample/stream?*",
         lambda route: route.fulfill(
             status=503, headers={"Retry-After": "1"}, content_type="application/json", body=json.dumps({"error": "overloaded: queue is full"})
         ),
@@ -232,11 +254,11 @@ def test_api_errors_are_shown_in_plain_words(visit: Visit) -> None:
     assert "Try again in 1 s" in error.inner_text()
 
     # the server unreachable
-    page.unroute("**/sample?*")
-    page.route("**/sample?*", lambda route: route.abort("connectionrefused"))
+    page.unroute("**/sample/stream?*")
+    page.route("**/sample/stream?*", lambda route: route.abort("connectionrefused"))
     page.click("#sample-button")
     page.wait_for_function("() => (window.swirl.errors.sample || '').includes('could not reach the server')")
-    page.unroute("**/sample?*")
+    page.unroute("**/sample/stream?*")
 
     # a good request clears the message again
     page.click("#sample-button")

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.conftest import free_port
@@ -38,7 +40,7 @@ def test_readme_has_curl_and_httpx_examples() -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_readme_curl_examples_work(live_server: str) -> None:
+def test_readme_curl_examples_work(live_server: str, tmp_path: Path) -> None:
     for command in curl_commands():
         completed = subprocess.run(
             command.replace(DEFAULT_URL, live_server) + " --silent --show-error --write-out '\\n%{http_code}'",
@@ -47,15 +49,32 @@ def test_readme_curl_examples_work(live_server: str) -> None:
             text=True,
             timeout=120,
             check=True,
+            cwd=tmp_path,  # where -o writes
         )
         body, status = completed.stdout.rsplit("\n", 1)
         expected = 422 if "n=0" in command else 200
         assert int(status) == expected, (command, body[:300])
-        payload = json.loads(body)
-        if expected == 200:
-            assert "points" in payload
+        if "-o points.npy" in command:
+            points = np.load(tmp_path / "points.npy")
+            assert points.dtype == np.float32 and points.shape == (10_000, 2)
+        elif "-o /dev/null" in command:  # -D - prints the answer's headers
+            headers = body.lower()
+            assert "swirl-seed: 0" in headers and "swirl-space: data" in headers and "server-timing: queue;dur=" in headers
+        elif "/sample/stream" in command:
+            events = [line[7:] for line in body.splitlines() if line.startswith("event: ")]
+            assert events == ["frame"] * 6 + ["done"], events
         else:
-            assert payload["error"].startswith("n:")
+            payload = json.loads(body)
+            if expected == 200:
+                assert "points" in payload
+            else:
+                assert payload["error"].startswith("n:")
+
+
+def test_readme_tritonclient_example_works(live_server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (code,) = [block for block in blocks("python") if "tritonclient" in block]
+    exec(compile(code.replace("127.0.0.1:8000", urlsplit(live_server).netloc), "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["(2000,", "2)", "7"]
 
 
 def test_readme_httpx_example_works(live_server: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,446 @@
+"""The Open Inference Protocol (KServe v2) REST API, the one Triton, KServe and MLServer speak.
+
+``/v2`` (server metadata), ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/{model}``
+(inputs and outputs), ``/v2/models/{model}/ready`` and ``POST /v2/models/{model}/infer``, also
+under ``/v2/models/{model}/versions/{version}/…``. ``swirl`` names the served model.
+
+Inference goes through the same worker, limits and seeds as ``/sample`` (a seeded answer is the
+same points). Tensors travel as JSON or with the binary tensor data extension (a JSON header of
+``Inference-Header-Content-Length`` bytes, then raw little-endian tensor bytes), in either
+direction. Errors carry the protocol's ``{"error": "..."}`` body; a bad input is a 400 naming it.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Path, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from app import encoding
+from app.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
+from app.errors import validation_summary
+from app.negotiation import accepts_encoding
+from app.rate_limit import charge
+from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job, sample_job
+from app.schemas import LimitError, SampleRequest
+from app.service import Service, ServiceDep
+from app.worker import SampleResult
+from model.errors import InvalidParameter
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+
+DEFAULT_MODEL = "swirl"
+EXTENSIONS = ["binary_tensor_data"]
+INPUTS: dict[str, str] = {
+    "n": "INT64",
+    "seed": "INT64",
+    "sampler": "BYTES",
+    "steps": "INT64",
+    "eta": "FP32",
+    "trajectory_every": "INT64",
+    "space": "BYTES",
+}
+"""Input name → datatype; each is shape [1]. Only ``n`` is required; the rest default as in /sample."""
+OUTPUTS: dict[str, tuple[str, list[int]]] = {
+    "points": ("FP32", [-1, 2]),
+    "trajectory": ("FP32", [-1, -1, 2]),
+    "trajectory_t": ("INT64", [-1]),
+}
+"""Output name → (datatype, shape); the trajectory outputs exist when ``trajectory_every`` is given."""
+
+ModelName = Annotated[str, Path(description="the model's name; `swirl` is the served model", examples=["swirl"])]
+Version = Annotated[str, Path(description="a version of the model: the checkpoint id (sha256) of the loaded weights")]
+
+ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+
+
+def _error_doc(description: str, example: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": ERROR_SCHEMA, "example": {"error": example}}}}
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error_doc("no such model (or version)", "unknown model 'nope'; this server serves: swirl")}
+
+
+class V2Error(Exception):
+    """An Open Inference Protocol error: ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(exc: V2Error) -> Response:
+    return FastJSON({"error": str(exc)}, status_code=exc.status)
+
+
+def _resolve(service: Service, model: str, version: str | None) -> str:
+    """The model version that serves ``model`` (404 when unknown)."""
+    if model != DEFAULT_MODEL:
+        raise V2Error(404, f"unknown model {model!r}; this server serves: {DEFAULT_MODEL}")
+    if version is not None and version != service.checkpoint.sha256:
+        raise V2Error(404, f"unknown version {version!r} of model {model!r}; loaded: {service.checkpoint.sha256}")
+    return service.checkpoint.sha256
+
+
+# -- health and metadata -------------------------------------------------------------------
+
+
+@router.get("", summary="Server metadata")
+async def server_metadata(request: Request) -> Response:
+    """The server's name, version and the protocol extensions it supports."""
+    return FastJSON({"name": "swirl", "version": request.app.version, "extensions": EXTENSIONS})
+
+
+@router.get("/health/live", summary="Server liveness")
+async def live() -> Response:
+    return FastJSON({"live": True})
+
+
+NOT_READY: dict[int | str, dict[str, Any]] = {503: _error_doc("not ready yet, or shutting down", "not ready")}
+
+
+@router.get("/health/ready", summary="Server readiness", responses=NOT_READY)
+async def ready(service: ServiceDep) -> Response:
+    return FastJSON({"ready": service.ready}, status_code=200 if service.ready else 503)
+
+
+def _metadata(service: Service, model: str, version: str | None) -> Response:
+    try:
+        loaded = _resolve(service, model, version)
+    except V2Error as exc:
+        return _error(exc)
+    return FastJSON(
+        {
+            "name": model,
+            "versions": [loaded],
+            "platform": "pytorch",
+            "inputs": [{"name": name, "datatype": datatype, "shape": [1]} for name, datatype in INPUTS.items()],
+            "outputs": [{"name": name, "datatype": datatype, "shape": shape} for name, (datatype, shape) in OUTPUTS.items()],
+        }
+    )
+
+
+@router.get("/models/{model}", summary="Model metadata", responses=NOT_FOUND)
+async def model_metadata(model: ModelName, service: ServiceDep) -> Response:
+    """Inputs and outputs with their datatypes and shapes (-1: depends on the request)."""
+    return _metadata(service, model, None)
+
+
+@router.get("/models/{model}/versions/{version}", summary="Model version metadata", responses=NOT_FOUND)
+async def model_version_metadata(model: ModelName, version: Version, service: ServiceDep) -> Response:
+    return _metadata(service, model, version)
+
+
+def _model_ready(service: Service, model: str, version: str | None) -> Response:
+    try:
+        _resolve(service, model, version)
+    except V2Error as exc:
+        return _error(exc)
+    return FastJSON({"name": model, "ready": service.ready}, status_code=200 if service.ready else 503)
+
+
+@router.get("/models/{model}/ready", summary="Model readiness", responses=NOT_FOUND)
+async def model_ready(model: ModelName, service: ServiceDep) -> Response:
+    return _model_ready(service, model, None)
+
+
+@router.get("/models/{model}/versions/{version}/ready", summary="Model version readiness", responses=NOT_FOUND)
+async def model_version_ready(model: ModelName, version: Version, service: ServiceDep) -> Response:
+    return _model_ready(service, model, version)
+
+
+# -- inference -----------------------------------------------------------------------------
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    values: dict[str, Any]  # input name → its one element
+    outputs: dict[str, bool] | None  # requested output → binary?; None: all outputs
+    binary_default: bool  # the request's binary_data_output parameter
+
+
+def _flatten(data: Any) -> Iterator[Any]:
+    if isinstance(data, list):
+        for item in data:
+            yield from _flatten(item)
+    else:
+        yield data
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise V2Error(400, f"{INFERENCE_HEADER}: not an integer: {header_length!r}") from None
+    if not 0 <= length <= len(body):
+        raise V2Error(400, f"{INFERENCE_HEADER}: {length} is outside the body's {len(body)} bytes")
+    return body[:length], body[length:]
+
+
+def _binary_flag(parameters: Any, name: str, where: str) -> bool | None:
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise V2Error(400, f"{where}: parameters must be an object")
+    value = parameters.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise V2Error(400, f"{where}: parameter {name} must be a boolean")
+    return value
+
+
+def _read_input(item: Any, binary: memoryview, offset: int) -> tuple[str, Any, int]:
+    """One input tensor → (name, its single element, the new offset into the binary data)."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise V2Error(400, "inputs: each input must be an object with a name")
+    name = item["name"]
+    where = f"input '{name}'"
+    if name not in INPUTS:
+        raise V2Error(400, f"{where}: unknown input; this model takes {', '.join(INPUTS)}")
+    datatype, shape = item.get("datatype"), item.get("shape")
+    if datatype != INPUTS[name]:
+        raise V2Error(400, f"{where}: datatype must be {INPUTS[name]}, got {datatype!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise V2Error(400, f"{where}: shape must be a list of non-negative integers, got {shape!r}")
+    count = int(np.prod(shape)) if shape else 1
+    if count != 1:
+        raise V2Error(400, f"{where}: must hold exactly one element (shape [1]), got shape {shape}")
+    parameters = item.get("parameters")
+    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
+            raise V2Error(400, f"{where}: binary_data_size {size!r} does not fit the {len(binary) - offset} binary bytes left")
+        try:
+            values = encoding.v2_decode_binary(bytes(binary[offset : offset + size]), datatype, count)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise V2Error(400, f"{where}: {exc}") from None
+        return name, values[0], offset + size
+    if "data" not in item:
+        raise V2Error(400, f"{where}: needs data (or binary_data_size)")
+    values = list(_flatten(item["data"]))
+    if len(values) != 1:
+        raise V2Error(400, f"{where}: data holds {len(values)} elements, the shape says 1")
+    value = values[0]
+    if datatype in ("FP16", "FP32") and isinstance(value, int | float) and not isinstance(value, bool):
+        value = encoding.shortest_float(value, datatype)
+    return name, value, offset
+
+
+def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """A request body sent with ``Content-Encoding: gzip`` or ``deflate`` (tritonclient's request
+    compression), inflated to at most ``limit`` bytes (413 past it: no zip bombs)."""
+    coding = (content_encoding or "identity").strip().lower()
+    if coding == "identity":
+        return body
+    if coding not in ("gzip", "deflate"):
+        raise V2Error(415, f"content-encoding: {coding!r} is not supported; use gzip, deflate or none")
+    inflater = zlib.decompressobj(wbits=31 if coding == "gzip" else 15)
+    try:
+        inflated = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise V2Error(400, f"content-encoding: the body is not valid {coding}: {exc}") from None
+    if len(inflated) > limit or inflater.unconsumed_tail:
+        raise V2Error(413, f"body: inflated request body larger than {limit} bytes (SWIRL_MAX_BODY_BYTES)")
+    return inflated
+
+
+def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
+    """An inference request's JSON (and binary) parts → its inputs and requested outputs (400 on anything malformed)."""
+    head, binary = _split_body(body, header_length)
+    try:
+        request = orjson.loads(head)
+    except orjson.JSONDecodeError as exc:
+        raise V2Error(400, f"malformed JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise V2Error(400, "the request must be a JSON object")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list):
+        raise V2Error(400, "inputs: required, a list of input tensors")
+    values: dict[str, Any] = {}
+    offset, view = 0, memoryview(binary)
+    for item in inputs:
+        name, value, offset = _read_input(item, view, offset)
+        if name in values:
+            raise V2Error(400, f"input '{name}': given twice")
+        values[name] = value
+    if offset != len(binary):
+        raise V2Error(400, f"{len(binary) - offset} binary bytes after the last input tensor")
+    if "n" not in values:
+        raise V2Error(400, "input 'n': required (INT64, shape [1])")
+    binary_default = bool(_binary_flag(request.get("parameters"), "binary_data_output", "parameters"))
+    outputs: dict[str, bool] | None = None
+    if request.get("outputs") is not None:
+        if not isinstance(request["outputs"], list):
+            raise V2Error(400, "outputs: must be a list")
+        outputs = {}
+        for output in request["outputs"]:
+            output_name = output.get("name") if isinstance(output, dict) else None
+            if not isinstance(output_name, str) or output_name not in OUTPUTS:
+                raise V2Error(400, f"output {output_name!r}: unknown output; this model produces {', '.join(OUTPUTS)}")
+            flag = _binary_flag(output.get("parameters"), "binary_data", f"output '{output_name}'")
+            outputs[output_name] = binary_default if flag is None else flag
+    request_id = request.get("id")
+    return InferRequest(str(request_id) if request_id is not None else None, values, outputs, binary_default)
+
+
+def _sample_request(values: dict[str, Any]) -> SampleRequest:
+    try:
+        return SampleRequest.model_validate(values)
+    except ValidationError as exc:
+        errors: list[dict[str, Any]] = [dict(error) for error in exc.errors()]
+        first = str(errors[0]["loc"][0]) if errors and errors[0].get("loc") else "inputs"
+        raise V2Error(400, f"input '{first}': {validation_summary(errors)}") from None
+
+
+async def _infer(request: Request, service: Service, model: str, version: str | None) -> Response:
+    try:
+        loaded = _resolve(service, model, version)
+        body = decompress(await request.body(), request.headers.get("content-encoding"), service.settings.max_body_bytes)
+        parsed = parse_infer(body, request.headers.get(INFERENCE_HEADER))
+        params = _sample_request(parsed.values)
+        job, steps = sample_job(params, service, "body")
+        charge(request, points=params.n, evaluations=steps)  # over the limit: 429 with {"error"}
+        if params.trajectory_every is None and parsed.outputs and {"trajectory", "trajectory_t"} & parsed.outputs.keys():
+            raise V2Error(400, "output 'trajectory': needs the trajectory_every input")
+        result = await run_job(service, job, request)  # 503 and 504 keep their status, with {"error"} bodies
+    except (LimitError, InvalidParameter) as exc:
+        return _error(V2Error(400, f"input '{exc.field}': {exc}"))
+    except V2Error as exc:
+        return _error(exc)
+    if result is None:
+        return Response(status_code=499)
+    header: dict[str, Any] = {
+        "model_name": model,
+        "model_version": loaded,
+        "parameters": {"seed": job.seed, "sampler": params.sampler, "steps": steps, "eta": params.eta, "space": params.space},
+    }
+    if parsed.id is not None:
+        header["id"] = parsed.id
+    gzip_ok = accepts_encoding(request.headers.get("accept-encoding"), "gzip")
+
+    def encode() -> tuple[bytes, dict[str, str], float]:
+        started = time.perf_counter()
+        answer, headers = _encode_outputs(header, parsed, params, result, service, gzip_ok)
+        return answer, headers, time.perf_counter() - started
+
+    frames = len(result.trajectory) + 1 if params.trajectory_every is not None else 1
+    answer, headers, encode_s = await run_in_threadpool(encode) if params.n * frames > ENCODE_OFF_LOOP_POINTS else encode()
+    headers["Server-Timing"] = encoding.server_timing(result.queue_seconds, result.compute_seconds, encode_s)
+    service.metrics.points.labels(endpoint="v2").inc(params.n)
+    return Response(answer, media_type=OCTET_STREAM if INFERENCE_HEADER in headers else JSON, headers=headers)
+
+
+def _encode_outputs(
+    header: dict[str, Any], parsed: InferRequest, params: SampleRequest, result: SampleResult, service: Service, gzip_ok: bool
+) -> tuple[bytes, dict[str, str]]:
+    """The requested outputs as JSON tensors or binary tensor data after the JSON header; its headers."""
+    normalisation = service.checkpoint.normalisation
+    tensors: dict[str, tuple[str, np.ndarray]] = {"points": ("FP32", encoding.to_space(result.points, params.space, normalisation))}
+    if params.trajectory_every is not None:
+        frames = [(t, encoding.to_space(frame, params.space, normalisation)) for t, frame in result.trajectory]
+        tensors["trajectory"] = ("FP32", encoding.stack_frames(frames))
+        tensors["trajectory_t"] = ("INT64", np.asarray([t for t, _ in frames], dtype=np.int64))
+    wanted = parsed.outputs if parsed.outputs is not None else dict.fromkeys(tensors, parsed.binary_default)
+    outputs, binaries = [], []
+    for name, binary in wanted.items():
+        datatype, array = tensors[name]
+        output: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            raw = encoding.v2_tensor_bytes(array, datatype)
+            output["parameters"] = {"binary_data_size": len(raw)}
+            binaries.append(raw)
+        else:
+            output["data"] = array.reshape(-1)
+        outputs.append(output)
+    answer, header_length = encoding.v2_body({**header, "outputs": outputs}, binaries)
+    headers = {INFERENCE_HEADER: str(header_length)} if binaries else {}
+    gzip_min = service.settings.gzip_min_bytes
+    # float32 tensor bytes barely compress (8% at n = 10k): only JSON tensors are worth gzip
+    if not binaries and gzip_min and len(answer) >= gzip_min and gzip_ok:
+        answer, headers["Content-Encoding"] = encoding.gzip_bytes(answer), "gzip"
+    return answer, headers
+
+
+INFER_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {"type": "object"},
+                "examples": {
+                    "json tensors": {
+                        "value": {
+                            "id": "1",
+                            "inputs": [
+                                {"name": "n", "datatype": "INT64", "shape": [1], "data": [1000]},
+                                {"name": "seed", "datatype": "INT64", "shape": [1], "data": [7]},
+                                {"name": "sampler", "datatype": "BYTES", "shape": [1], "data": ["ddim"]},
+                                {"name": "steps", "datatype": "INT64", "shape": [1], "data": [10]},
+                            ],
+                            "outputs": [{"name": "points", "parameters": {"binary_data": False}}],
+                        }
+                    },
+                    "binary output": {
+                        "value": {
+                            "inputs": [{"name": "n", "datatype": "INT64", "shape": [1], "data": [100000]}],
+                            "parameters": {"binary_data_output": True},
+                        }
+                    },
+                },
+            },
+            OCTET_STREAM: {
+                "schema": {"type": "string", "format": "binary"},
+                "example": f"(the JSON request, then the binary input tensors; {INFERENCE_HEADER} gives the JSON's length)",
+            },
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "the outputs: JSON tensors, or with binary outputs a JSON header followed by the raw tensors",
+            "headers": {
+                INFERENCE_HEADER: {"description": "with binary outputs: the length of the JSON header", "schema": {"type": "integer"}},
+                "Server-Timing": {"description": "queue wait, compute and encode, in ms", "schema": {"type": "string"}},
+            },
+            "content": {
+                JSON: {
+                    "example": {
+                        "model_name": "swirl",
+                        "model_version": "3f1c…",
+                        "id": "1",
+                        "parameters": {"seed": 7, "sampler": "ddim", "steps": 10, "eta": 0.0, "space": "model"},
+                        "outputs": [{"name": "points", "datatype": "FP32", "shape": [2, 2], "data": [0.51, -1.32, -1.05, 0.27]}],
+                    }
+                },
+                OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        "400": _error_doc("a bad input, named", "input 'n': n: Input should be greater than or equal to 1"),
+        **NOT_FOUND,
+        "429": _error_doc("this client's rate limit is used up (Retry-After)", "rate limit: this request costs 20000 (points × network evaluations); …"),
+        "503": _error_doc("queue full or shutting down (Retry-After)", "overloaded: 256 requests are already queued (SWIRL_MAX_QUEUE); retry shortly"),
+        "504": _error_doc("timed out (SWIRL_REQUEST_TIMEOUT_S)", "the request took longer than 60 s (SWIRL_REQUEST_TIMEOUT_S)"),
+    },
+}
+
+
+@router.post("/models/{model}/infer", summary="Inference (sample points)", openapi_extra=INFER_DOC)
+async def infer(model: ModelName, request: Request, service: ServiceDep) -> Response:
+    """Sample ``n`` points: inputs n (required), seed, sampler, steps, eta, trajectory_every, space (each shape [1]);
+    output ``points`` FP32 [n, 2] (and ``trajectory`` FP32 [frames, n, 2], ``trajectory_t`` INT64 [frames])."""
+    return await _infer(request, service, model, None)
+
+
+@router.post("/models/{model}/versions/{version}/infer", summary="Inference on a model version", openapi_extra=INFER_DOC)
+async def infer_version(model: ModelName, version: Version, request: Request, service: ServiceDep) -> Response:
+    return await _infer(request, service, model, version)
