@@ -6,22 +6,30 @@ of the cores as torch threads: one Python process keeps only about one core busy
 its event loop and its engine share the GIL. Per-request seeds make every process give
 the same answer. Metrics go through Prometheus' multiprocess mode, so ``/metrics`` sums
 every process whichever one answers.
+
+SIGHUP reloads the models in every process without a restart: the processes run under
+``app.supervisor``, which forwards the signal to each; a single process answers it itself.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from types import FrameType
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from app.config import Settings
+from app.reload import SUPERVISOR_ENV
+from app.supervisor import Supervisor
 
 log = logging.getLogger("swirl")
 
@@ -50,7 +58,7 @@ def main() -> None:
     # shutdown) and then re-raises it to the handler installed before it; with the default
     # one the process would die of the signal (exit status 143) after a clean shutdown.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:app",
         host=settings.host,
         port=settings.port,
@@ -59,6 +67,18 @@ def main() -> None:
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
         access_log=False,
     )
+    if workers > 1:
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # POST /admin/reload signals the supervisor
+        with contextlib.suppress(KeyboardInterrupt):
+            Supervisor(config, sockets=[config.bind_socket()]).run()
+        return
+    os.environ.pop(SUPERVISOR_ENV, None)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's lifespan answers it with a reload
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.encoding import dumps
 from app.metrics import Metrics
 
-KNOWN_ENDPOINTS = frozenset({"/", "/sample", "/forward", "/schedule", "/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
+KNOWN_ENDPOINTS = frozenset(
+    {"/", "/sample", "/forward", "/schedule", "/model", "/models", "/admin/reload", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"}
+)
+
+
+MODEL_SCOPE_KEY = "swirl.model"
+"""Routes that resolved a model put its name here, for the per-model metrics."""
 
 
 class BodyTooLarge(Exception):
@@ -78,8 +84,19 @@ class BodyLimit:
                 await _send_json(send, 413, message)
 
 
+def endpoint_label(path: str) -> str:
+    if path in KNOWN_ENDPOINTS:
+        return path
+    if path.startswith("/static/"):
+        return "/static"
+    if path.startswith("/models/"):
+        return "/models/{name}"
+    return "other"
+
+
 class RequestMetrics:
-    """Counts requests and latency per endpoint (unknown paths share one label)."""
+    """Counts requests and latency per endpoint (unknown paths share one label), and per
+    model for requests whose route resolved one (``scope[MODEL_SCOPE_KEY]``)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -90,7 +107,7 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        endpoint = path if path in KNOWN_ENDPOINTS else ("/static" if path.startswith("/static/") else "other")
+        endpoint = endpoint_label(path)
         status = 500
         started = time.perf_counter()
 
@@ -103,5 +120,12 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, tracking_send)
         finally:
-            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.latency.labels(endpoint=endpoint).observe(elapsed)
             self.metrics.requests.labels(endpoint=endpoint, method=scope.get("method", ""), status=str(status)).inc()
+            model = scope.get(MODEL_SCOPE_KEY)
+            if model is not None:
+                self.metrics.model_requests.labels(model=model, endpoint=endpoint, status=str(status)).inc()
+                self.metrics.model_latency.labels(model=model, endpoint=endpoint).observe(elapsed)
+                if status >= 400:
+                    self.metrics.model_errors.labels(model=model, endpoint=endpoint, status=str(status)).inc()

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_SEED = 2**53 - 1  # JSON-safe: survives a round trip through JavaScript numbers
+MAX_MODEL_NAME = 64
+MODEL_DESCRIPTION = "model name (GET /models lists them); the default model (SWIRL_DEFAULT_MODEL) when omitted"
 
 
 def _reject_non_integers(value: Any) -> Any:
@@ -45,6 +47,7 @@ class SampleRequest(BaseModel):
     steps: int | None = Field(None, ge=1, description="network evaluations, 1…T (ddpm always takes T); defaults to T", examples=[50])
     eta: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="DDIM only: 0 deterministic, 1 DDPM-like noise", examples=[0.0])
     trajectory_every: int | None = Field(None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5])
+    model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
     _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(_reject_non_integers)
     _floats = field_validator("eta", mode="before")(_reject_booleans)
@@ -58,6 +61,7 @@ class ForwardRequest(BaseModel):
     t: int = Field(..., ge=0, description="diffusion step, 0…T (0 is clean data)", examples=[25])
     n: int = Field(1000, ge=1, description="number of points (at most SWIRL_MAX_POINTS)", examples=[1000])
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed for the roll and the noise; picked when omitted", examples=[0])
+    model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
     _ints = field_validator("t", "n", "seed", mode="before")(_reject_non_integers)
 
@@ -126,7 +130,8 @@ class SampleResponse(BaseModel):
     sampler: str
     steps: int = Field(description="network evaluations used")
     eta: float
-    model: str = Field(description="sha256 of the checkpoint's weights")
+    model: str = Field(description="id of the model version that answered: sha256 of its checkpoint's weights")
+    model_name: str = Field(description="name of the model that answered")
     points: list[list[float]] = Field(description="(n, 2) samples in the model's normalised space")
     trajectory: list[Frame] | None = Field(None, description="present when trajectory_every is given")
 
@@ -136,6 +141,8 @@ class ForwardResponse(BaseModel):
     n: int
     seed: int
     alpha_bar: float = Field(description="ᾱ_t")
+    model: str = Field(description="id (sha256) of the model whose schedule and data constants were used")
+    model_name: str = Field(description="name of that model")
     points: list[list[float]] = Field(description="(n, 2) draws of q(x_t | x_0)")
 
 
@@ -156,3 +163,35 @@ class ScheduleResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str = Field(description="a plain-words summary naming the field")
     detail: list[dict[str, Any]] | str | None = None
+
+
+class ModelListing(BaseModel):
+    name: str
+    id: str | None = Field(description="sha256 of the serving version's weights; null while unavailable")
+    state: Literal["available", "unavailable"]
+    default: bool = Field(description="requests without `model` get this one")
+    schedule: dict[str, Any] | None = None
+    network: dict[str, Any] | None = None
+    parameter_count: int | None = None
+    evaluation: dict[str, Any] | None = None
+    loaded_at: str | None = Field(None, description="when the serving version was loaded (UTC, ISO 8601)")
+    load_seconds: float | None = Field(None, description="reading and verifying the checkpoint, building the network")
+    warm_seconds: float | None = Field(None, description="the first run of each sampler through the engine")
+    versions_loaded: int = Field(description="versions in this process's engine: 2 while an old one finishes its requests")
+    error: str | None = Field(None, description="why the model is unavailable")
+    last_reload: dict[str, Any] | None = Field(None, description="the last reload's outcome for this model: at, result (loaded / failed), id or error")
+
+
+class ModelsResponse(BaseModel):
+    default: str
+    models: list[ModelListing]
+    process: int = Field(description="the server process that answered (each holds its own versions)")
+
+
+class ReloadResponse(BaseModel):
+    models: dict[str, dict[str, Any]] = Field(description="by name: result (loaded, unchanged, failed, removed), id, previous or error")
+    failed: list[str]
+    ok: bool = Field(description="no model failed to load")
+    seconds: float
+    process: int = Field(description="the server process that answered")
+    other_processes_signalled: bool = Field(description="the other server processes were told to reload too")

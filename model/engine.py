@@ -229,6 +229,10 @@ class Engine:
     def has_model(self, key: Hashable) -> bool:
         return key in self._models
 
+    @property
+    def model_keys(self) -> list[Hashable]:
+        return list(self._models)
+
     # -- requests ---------------------------------------------------------------------
 
     @property

@@ -1,28 +1,35 @@
-"""``/schedule`` and ``/model``: what the loaded checkpoint is (computed once at start-up)."""
+"""``/schedule`` and ``/model``: what a loaded model is (computed once when its version loads)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from app.encoding import FastJSON, JSONBytes
-from app.schemas import ScheduleResponse
+from app.routes.sampling import label_model
+from app.schemas import MAX_MODEL_NAME, MODEL_DESCRIPTION, ScheduleResponse
 from app.service import ServiceDep
 
 router = APIRouter(tags=["model"])
 
+ModelQuery = Annotated[str | None, Query(max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])]
+
 
 @router.get("/schedule", response_model=ScheduleResponse, summary="The noise schedule")
-async def schedule(service: ServiceDep) -> Response:
-    """β_t, α_t, ᾱ_t, β̃_t and the posterior-mean coefficients; arrays have length T, entry i is step t = i + 1."""
-    return JSONBytes(service.schedule_json)
+async def schedule(service: ServiceDep, request: Request, model: ModelQuery = None) -> Response:
+    """β_t, α_t, ᾱ_t, β̃_t and the posterior-mean coefficients of a model; arrays have length T, entry i is step t = i + 1."""
+    version = service.models.get(model)
+    label_model(request, version.name)
+    return JSONBytes(version.schedule_json, headers={"X-Swirl-Model": version.name, "X-Swirl-Model-Id": version.id})
 
 
-@router.get("/model", summary="The loaded checkpoint")
-async def model(service: ServiceDep) -> Response:
-    """Checkpoint id (sha256 of the weights), network and schedule configs, parameter count, training summary,
+@router.get("/model", summary="A loaded model")
+async def model(service: ServiceDep, request: Request, model: ModelQuery = None) -> Response:
+    """Model id (sha256 of the weights) and name, network and schedule configs, parameter count, training summary,
     evaluation results, the data constants (points = (raw − mean) / scale) and the device in use."""
-    info: dict[str, Any] = service.model_info
+    version = service.models.get(model)
+    label_model(request, version.name)
+    info: dict[str, Any] = version.info
     return FastJSON(info)

@@ -1,4 +1,4 @@
-"""``/sample`` (the batched reverse chain) and ``/forward`` (q(x_t | x_0) on a fresh roll)."""
+"""``/sample`` (the batched reverse chain) and ``/forward`` (q(x_t | x_0) on a fresh roll), on any model by name."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.encoding import JSONBytes, dumps, points
+from app.middleware import MODEL_SCOPE_KEY
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.schemas import (
     ErrorResponse,
@@ -80,12 +81,19 @@ async def _encode(payload: dict[str, Any], total_points: int) -> bytes:
     return dumps(payload)
 
 
+def label_model(request: Request, name: str) -> None:
+    """Name the model a request resolved to, for the per-model metrics (app.middleware)."""
+    request.scope[MODEL_SCOPE_KEY] = name  # the scope is per request (lifespan state may be shared)
+
+
 async def _sample(params: SampleRequest, service: Service, request: Request, location: str) -> Response:
     settings = service.settings
-    steps = check_sample_limits(params, service.checkpoint.schedule.timesteps, settings.max_points, settings.max_response_points, location)
+    version = service.models.get(params.model)
+    label_model(request, version.name)
+    steps = check_sample_limits(params, version.checkpoint.schedule.timesteps, settings.max_points, settings.max_response_points, location)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     spec = SamplerSpec(params.sampler, steps=None if params.sampler == "ddpm" else steps, eta=params.eta)
-    job = SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every)
+    job = SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name)
     try:
         service.worker.submit(job)
     except Overloaded as exc:
@@ -102,13 +110,16 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
     except ClientGone:
         service.metrics.rejected.labels(reason="client_gone").inc()
         return Response(status_code=499)
+    served = job.served  # the version it ran on: the current one when it was admitted
+    assert served is not None
     payload: dict[str, Any] = {
         "n": params.n,
         "seed": seed,
         "sampler": params.sampler,
         "steps": steps,
         "eta": params.eta,
-        "model": service.checkpoint.sha256,
+        "model": served.id,
+        "model_name": served.name,
         "points": points(result.points),
     }
     total = params.n
@@ -116,6 +127,7 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
         payload["trajectory"] = [{"t": t, "points": points(frame)} for t, frame in result.trajectory]
         total *= len(result.trajectory) + 1
     service.metrics.points.labels(endpoint="sample").inc(params.n)
+    service.metrics.model_points.labels(model=served.name, endpoint="sample").inc(params.n)
     return JSONBytes(await _encode(payload, total))
 
 
@@ -136,9 +148,12 @@ async def sample_post(
 
 
 @router.get("/forward", response_model=ForwardResponse, responses={422: ERRORS[422], 503: ERRORS[503]}, summary="Noised swiss roll at step t")
-async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDep) -> Response:
-    """``n`` draws of q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) on fresh swiss-roll points; t = 0 is the clean roll."""
-    check_forward_limits(params, service.checkpoint.schedule.timesteps, service.settings.max_points)
+async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDep, request: Request) -> Response:
+    """``n`` draws of q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) on fresh swiss-roll points, with the named
+    model's schedule and data constants; t = 0 is the clean roll."""
+    version = service.models.get(params.model)
+    label_model(request, version.name)
+    check_forward_limits(params, version.checkpoint.schedule.timesteps, service.settings.max_points)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     gate = service.forward_gate
     if not gate.enter(params.n):
@@ -146,15 +161,18 @@ async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDe
         message = f"overloaded: {gate.busy} /forward points are being computed (SWIRL_MAX_FORWARD_POINTS = {gate.max_points}); retry shortly"
         raise ServiceUnavailable(message, "forward_busy")
     try:
-        xt = await run_in_threadpool(service.forward, params.t, params.n, seed)
+        xt = await run_in_threadpool(version.forward, params.t, params.n, seed)
     finally:
         gate.leave(params.n)
     payload = {
         "t": params.t,
         "n": params.n,
         "seed": seed,
-        "alpha_bar": service.checkpoint.schedule.alpha_bar(params.t),
+        "alpha_bar": version.checkpoint.schedule.alpha_bar(params.t),
+        "model": version.id,
+        "model_name": version.name,
         "points": points(xt),
     }
     service.metrics.points.labels(endpoint="forward").inc(params.n)
+    service.metrics.model_points.labels(model=version.name, endpoint="forward").inc(params.n)
     return JSONBytes(await _encode(payload, params.n))
