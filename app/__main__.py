@@ -69,8 +69,11 @@ def main() -> None:
     )
     if workers > 1:
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # POST /admin/reload signals the supervisor
+        supervisor = Supervisor(config, sockets=[config.bind_socket()])
         with contextlib.suppress(KeyboardInterrupt):
-            Supervisor(config, sockets=[config.bind_socket()]).run()
+            supervisor.run()
+        if supervisor.startup_failed:
+            sys.exit(STARTUP_FAILURE)
         return
     os.environ.pop(SUPERVISOR_ENV, None)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's lifespan answers it with a reload

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 logger = logging.getLogger("uvicorn.error")
@@ -48,3 +49,8 @@ class Supervisor(Multiprocess):
                 continue
             logger.info(f"Asked server process [{process.pid}] to reload its models")
         self._reload_pending = waiting
+
+    @property
+    def startup_failed(self) -> bool:
+        """A server process failed before serving (the supervisor then stops them all)."""
+        return any(process.exitcode == STARTUP_FAILURE for process in self.processes)

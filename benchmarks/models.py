@@ -1,0 +1,171 @@
+"""Several models in one service: memory and warm-up per model, and fairness between models.
+
+    python benchmarks/models.py                 # both tables
+    python benchmarks/models.py --counts 1 2 4 8 --probes 40
+
+1. Memory and warm-up: a server (one process, one torch thread) on a repository of k
+   copies of the shipped checkpoint, for each k: process start to ready, resident memory
+   once ready, and each model's load and warm-up time as ``GET /models`` reports them.
+2. Fairness: one server (one process, one engine) with two models. Model A is flooded by
+   ``--flood`` clients, each sending 100,000-point DDPM-50 requests back to back; meanwhile
+   10-point DDPM-50 requests go to model B, one at a time. Side by side in the same run: the
+   same probe on an idle server, and the same probe to the flooded model A. Target: a probe
+   to B answers within 0.25 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import machine, raw_get, table  # noqa: E402
+from benchmarks.service import Server  # noqa: E402
+
+SHIPPED = ROOT / "checkpoints"
+TARGET_S = 0.25
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def repository(root: Path, count: int) -> Path:
+    """``count`` models: swiss-roll (the default) and copies named swiss-roll-2 … (each loaded as its own version)."""
+    directory = root / f"repo-{count}"
+    directory.mkdir()
+    shutil.copytree(SHIPPED / "swiss-roll", directory / "swiss-roll")
+    for k in range(2, count + 1):
+        shutil.copytree(SHIPPED / "swiss-roll", directory / f"swiss-roll-{k}")
+    return directory
+
+
+def memory_and_warm_up(counts: list[int], root: Path) -> list[list[object]]:
+    rows: list[list[object]] = []
+    base_rss = None
+    for count in counts:
+        server = Server(str(SHIPPED / "swiss-roll"), SWIRL_MODELS=str(repository(root, count)), SWIRL_WORKERS="1", SWIRL_TORCH_THREADS="1")
+        try:
+            time.sleep(0.5)
+            rss = rss_mib(server.process.pid)
+            models = httpx.get(f"{server.url}/models", timeout=30).json()["models"]
+        finally:
+            server.stop()
+        base_rss = rss if base_rss is None else base_rss
+        default = next(m for m in models if m["default"])
+        others = [m for m in models if not m["default"]]
+        rows.append(
+            [
+                count,
+                f"{server.ready_after:.2f}",
+                f"{rss:.0f}",
+                f"{(rss - base_rss) / max(count - 1, 1):.1f}" if count > 1 else "–",
+                f"{statistics.mean(m['load_seconds'] for m in models) * 1000:.0f}",
+                f"{default['warm_seconds'] * 1000:.0f}",
+                f"{statistics.mean(m['warm_seconds'] for m in others) * 1000:.0f}" if others else "–",
+            ]
+        )
+        print(f"  {count} model(s): ready in {server.ready_after:.2f} s, RSS {rss:.0f} MiB", flush=True)
+    return rows
+
+
+async def probe_latencies(port: int, model: str, probes: int, gap_s: float) -> list[float]:
+    latencies = []
+    for seed in range(probes):
+        started = time.perf_counter()
+        status, body = await raw_get("127.0.0.1", port, f"/sample?n=10&seed={seed}&model={model}")
+        latencies.append(time.perf_counter() - started)
+        assert status == 200, body[:300]
+        await asyncio.sleep(gap_s)
+    return latencies
+
+
+async def flooded(port: int, flood: int, probes: int, gap_s: float) -> tuple[list[float], list[float], int]:
+    stop = asyncio.Event()
+    served = 0
+
+    async def flooder(k: int) -> None:
+        nonlocal served
+        seed = 1000 * k
+        while not stop.is_set():
+            status, body = await raw_get("127.0.0.1", port, f"/sample?n=100000&seed={seed}&model=swiss-roll")
+            assert status == 200, body[:300]
+            served += 1
+            seed += 1
+
+    tasks = [asyncio.create_task(flooder(k)) for k in range(flood)]
+    await asyncio.sleep(2.0)  # the flood is under way
+    other = await probe_latencies(port, "swiss-roll-cosine", probes, gap_s)
+    same = await probe_latencies(port, "swiss-roll", probes, gap_s)
+    stop.set()
+    await asyncio.gather(*tasks)
+    return other, same, served
+
+
+def summary(name: str, latencies: list[float]) -> list[object]:
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    within = sum(v <= TARGET_S for v in ordered) / len(ordered)
+    return [name, len(ordered), f"{statistics.median(ordered) * 1000:.0f}", f"{p95 * 1000:.0f}", f"{ordered[-1] * 1000:.0f}", f"{within:.0%}"]
+
+
+def fairness(flood: int, probes: int) -> list[list[object]]:
+    root = Path(tempfile.mkdtemp(prefix="swirl-fair-"))
+    try:
+        for name in ("swiss-roll", "swiss-roll-cosine"):
+            shutil.copytree(SHIPPED / name, root / name)
+        server = Server(str(SHIPPED / "swiss-roll"), SWIRL_MODELS=str(root), SWIRL_WORKERS="1", SWIRL_TORCH_THREADS="1")
+        try:
+            port = server.port
+            idle = asyncio.run(probe_latencies(port, "swiss-roll-cosine", probes, 0.05))
+            other, same, served = asyncio.run(flooded(port, flood, probes, 0.05))
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"  the flood completed {served} requests of 100,000 points meanwhile", flush=True)
+    return [
+        summary("idle server, probe to B", idle),
+        summary(f"A flooded ({flood} clients × 100k points), probe to B", other),
+        summary(f"A flooded ({flood} clients × 100k points), probe to A", same),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--flood", type=int, default=4, help="clients flooding model A")
+    parser.add_argument("--probes", type=int, default=40, help="10-point requests per row")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    with open("/proc/loadavg") as handle:
+        print(f"load average before: {handle.read().split()[:3]}")
+    root = Path(tempfile.mkdtemp(prefix="swirl-models-"))
+    try:
+        print("\nMemory and warm-up by number of models (one process, one torch thread)")
+        rows = memory_and_warm_up(args.counts, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(table(["models", "start to ready (s)", "RSS (MiB)", "RSS per extra model (MiB)", "load per model (ms)", "warm-up, default (ms)", "warm-up, others (ms)"], rows))
+    print(f"\nFairness: 10-point DDPM-50 probes, one at a time (target ≤ {TARGET_S} s)")
+    print(table(["case", "probes", "p50 (ms)", "p95 (ms)", "max (ms)", f"≤ {TARGET_S} s"], fairness(args.flood, args.probes)))
+    with open("/proc/loadavg") as handle:
+        print(f"load average after: {handle.read().split()[:3]}")
+
+
+if __name__ == "__main__":
+    main()
