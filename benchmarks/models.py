@@ -160,7 +160,8 @@ def main() -> None:
         rows = memory_and_warm_up(args.counts, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(table(["models", "start to ready (s)", "RSS (MiB)", "RSS per extra model (MiB)", "load per model (ms)", "warm-up, default (ms)", "warm-up, others (ms)"], rows))
+    headers = ["models", "start to ready (s)", "RSS (MiB)", "RSS per extra model (MiB)", "load per model (ms)", "warm-up, default (ms)", "warm-up, others (ms)"]
+    print(table(headers, rows))
     print(f"\nFairness: 10-point DDPM-50 probes, one at a time (target ≤ {TARGET_S} s)")
     print(table(["case", "probes", "p50 (ms)", "p95 (ms)", "max (ms)", f"≤ {TARGET_S} s"], fairness(args.flood, args.probes)))
     with open("/proc/loadavg") as handle:

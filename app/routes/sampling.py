@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.encoding import JSONBytes, dumps, points
-from app.middleware import MODEL_SCOPE_KEY
 from app.errors import RequestTimeout, ServiceUnavailable
+from app.middleware import MODEL_SCOPE_KEY
 from app.schemas import (
     ErrorResponse,
     ForwardRequest,
