@@ -100,7 +100,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _weights_digest(path: Path) -> str | None:
+def _file_digest(path: Path) -> str | None:
+    """sha256 of a weights file's bytes: a cheap "has it changed" test (the model id is computed from the tensors)."""
     try:
         return hashlib.sha256((path / WEIGHTS_FILE).read_bytes()).hexdigest()
     except OSError:
@@ -120,6 +121,7 @@ class ModelVersion:
     info: dict[str, Any]  # GET /model
     loaded_at: str
     load_seconds: float
+    file_digest: str | None  # of the weights file as read before loading (see ``_unchanged``)
     warm_seconds: float = 0.0
 
     @property
@@ -352,10 +354,12 @@ class ModelRepository:
             meta = read_metadata(path)
         except CheckpointError:
             return False
-        return meta == current.checkpoint.meta and _weights_digest(path) == current.id
+        return meta == current.checkpoint.meta and _file_digest(path) == current.file_digest
 
     def _load(self, name: str, path: Path) -> ModelVersion:
         started = time.perf_counter()
+        # before loading: if the folder is swapped in between, the next reload sees a change and loads again
+        file_digest = _file_digest(path)
         checkpoint = load_checkpoint(path, self.device)
         key = (name, checkpoint.sha256, next(self._generation))
         served = ServedModel(key=key, make_plan=plan_factory(checkpoint), name=name, id=checkpoint.sha256)
@@ -371,6 +375,7 @@ class ModelRepository:
             info=info,
             loaded_at=_now(),
             load_seconds=time.perf_counter() - started,
+            file_digest=file_digest,
         )
 
     def _install(self, version: ModelVersion) -> None:

@@ -44,6 +44,23 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def version_bytes(directory: Path) -> tuple[int, int, int]:
+    """Bytes of tensors one loaded model version holds: network weights, the denoiser's
+    precomputed time-bias table, the schedule tables (RSS is too noisy to see them)."""
+    import torch
+
+    from model.checkpoint import load_checkpoint
+    from model.denoiser import NetDenoiser
+
+    checkpoint = load_checkpoint(directory)
+    denoiser = NetDenoiser(checkpoint.net, "cpu")
+    weights = sum(p.numel() * p.element_size() for p in checkpoint.net.state_dict().values())
+    biases = sum(t.numel() * t.element_size() for t in denoiser.biases)
+    tables = checkpoint.schedule.to("cpu")
+    schedule = sum(v.numel() * v.element_size() for v in vars(tables).values() if isinstance(v, torch.Tensor))
+    return weights, biases, schedule
+
+
 def repository(root: Path, count: int) -> Path:
     """``count`` models: swiss-roll (the default) and copies named swiss-roll-2 … (each loaded as its own version)."""
     directory = root / f"repo-{count}"
@@ -94,15 +111,19 @@ async def probe_latencies(port: int, model: str, probes: int, gap_s: float) -> l
     return latencies
 
 
-async def flooded(port: int, flood: int, probes: int, gap_s: float) -> tuple[list[float], list[float], int]:
+async def flooded(port: int, flood: int, probes: int, gap_s: float) -> tuple[list[float], list[float], int, int]:
     stop = asyncio.Event()
-    served = 0
+    served = refused = 0
 
     async def flooder(k: int) -> None:
-        nonlocal served
+        nonlocal served, refused
         seed = 1000 * k
         while not stop.is_set():
             status, body = await raw_get("127.0.0.1", port, f"/sample?n=100000&seed={seed}&model=swiss-roll")
+            if status == 503:  # the backlog is full: the flood is at its peak; try again shortly
+                refused += 1
+                await asyncio.sleep(0.2)
+                continue
             assert status == 200, body[:300]
             served += 1
             seed += 1
@@ -113,7 +134,7 @@ async def flooded(port: int, flood: int, probes: int, gap_s: float) -> tuple[lis
     same = await probe_latencies(port, "swiss-roll", probes, gap_s)
     stop.set()
     await asyncio.gather(*tasks)
-    return other, same, served
+    return other, same, served, refused
 
 
 def summary(name: str, latencies: list[float]) -> list[object]:
@@ -132,12 +153,12 @@ def fairness(flood: int, probes: int) -> list[list[object]]:
         try:
             port = server.port
             idle = asyncio.run(probe_latencies(port, "swiss-roll-cosine", probes, 0.05))
-            other, same, served = asyncio.run(flooded(port, flood, probes, 0.05))
+            other, same, served, refused = asyncio.run(flooded(port, flood, probes, 0.05))
         finally:
             server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"  the flood completed {served} requests of 100,000 points meanwhile", flush=True)
+    print(f"  the flood completed {served} requests of 100,000 points meanwhile ({refused} refused with 503: backlog full)", flush=True)
     return [
         summary("idle server, probe to B", idle),
         summary(f"A flooded ({flood} clients × 100k points), probe to B", other),
@@ -150,6 +171,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--flood", type=int, default=4, help="clients flooding model A")
     parser.add_argument("--probes", type=int, default=40, help="10-point requests per row")
+    parser.add_argument("--skip-memory", action="store_true", help="only the fairness table")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with open("/proc/loadavg") as handle:
@@ -157,11 +179,14 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="swirl-models-"))
     try:
         print("\nMemory and warm-up by number of models (one process, one torch thread)")
-        rows = memory_and_warm_up(args.counts, root)
+        rows = [] if args.skip_memory else memory_and_warm_up(args.counts, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     headers = ["models", "start to ready (s)", "RSS (MiB)", "RSS per extra model (MiB)", "load per model (ms)", "warm-up, default (ms)", "warm-up, others (ms)"]
     print(table(headers, rows))
+    weights, biases, schedule = version_bytes(SHIPPED / "swiss-roll")
+    kib = [f"{value / 1024:.1f} KiB" for value in (weights, biases, schedule)]
+    print(f"tensors per loaded version of swiss-roll: weights {kib[0]}, time-bias table {kib[1]}, schedule tables {kib[2]}")
     print(f"\nFairness: 10-point DDPM-50 probes, one at a time (target ≤ {TARGET_S} s)")
     print(table(["case", "probes", "p50 (ms)", "p95 (ms)", "max (ms)", f"≤ {TARGET_S} s"], fairness(args.flood, args.probes)))
     with open("/proc/loadavg") as handle:
