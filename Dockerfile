@@ -83,8 +83,10 @@ WORKDIR /app
 # trained ones are mounted under /srv/checkpoints and served beside them.
 COPY --from=build /src/checkpoints/ /app/checkpoints/
 
+# SWIRL_WORKERS=0: one server process per CPU core the container may use (one on a GPU).
 ENV SWIRL_HOST=0.0.0.0 \
     SWIRL_PORT=8000 \
+    SWIRL_WORKERS=0 \
     SWIRL_CHECKPOINT=/app/checkpoints/swiss-roll \
     SWIRL_MODELS=/app/checkpoints:/srv/checkpoints \
     HOME=/home/swirl \

@@ -50,7 +50,7 @@ lint: $(STAMP)
 
 ## train: retrain the shipped default checkpoint (about 3 minutes on 2 CPU cores, same sha256), then evaluate it
 train: $(STAMP)
-	$(PY) -m model.train --out checkpoints/swiss-roll --evaluate
+	$(PY) -m model.train --out checkpoints/swiss-roll --overwrite --evaluate
 
 evaluate: $(STAMP)
 	$(PY) -m model.evaluate checkpoints/swiss-roll

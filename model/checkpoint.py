@@ -1,10 +1,16 @@
 """Self-describing checkpoints: ``model.safetensors`` (weights only) + ``checkpoint.json``.
 
 ``checkpoint.json`` records the format version, the network and schedule configs, the
-data constants, a training summary, evaluation results and the sha256 of the weights.
-``load_checkpoint`` rebuilds everything from the directory alone, verifying the hash;
+data constants, a training summary, evaluation results and the model id.
+``load_checkpoint`` rebuilds everything from the directory alone, verifying the id;
 nothing is ever unpickled. Saving is atomic: a crash or Ctrl-C mid-save leaves the
 previous checkpoint intact.
+
+The model id (``weights_sha256``) is the sha256 of a canonical form of the weights, not
+of the file: the safetensors header stores its ``__metadata__`` keys in whatever order
+the writer's hash map yields, so the same tensors can give files with different bytes.
+The canonical form depends only on each tensor's name, dtype, shape and bytes
+(``weights_id``), so the same training gives the same id on every run and machine.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +40,8 @@ from model.schedule import Schedule, ScheduleConfig
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights_sha256 is the canonical weights id; 1: it was the file's sha256
+READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
 
@@ -50,13 +58,48 @@ class Checkpoint:
     net: EpsilonMLP
     schedule: Schedule
     normalisation: Normalisation
-    sha256: str  # of model.safetensors; the model's id
+    sha256: str  # the model id: weights_id() of the tensors
     device: torch.device
     meta: dict[str, Any] = field(repr=False)  # the whole checkpoint.json
 
     @property
     def net_config(self) -> NetConfig:
         return self.net.config
+
+
+# safetensors' dtype names: stable across torch versions, unlike str(torch.dtype)
+_DTYPE_NAMES: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+_ID_PREFIX = b"swirl-weights-id/1\n"
+
+
+def weights_id(state: Mapping[str, torch.Tensor]) -> str:
+    """The model id: sha256 over the tensors in name order, each as its header then its bytes.
+
+    ``header = json({"name", "dtype", "shape"}) + "\\n"``, then the tensor's C-contiguous
+    bytes (little-endian, as on every platform torch ships wheels for) (whose length the header's dtype and shape fix, so the stream is
+    unambiguous). Nothing else enters: not the file's layout, not its metadata, not the
+    device or the thread count that produced the tensors.
+    """
+    digest = hashlib.sha256(_ID_PREFIX)
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        if tensor.dtype not in _DTYPE_NAMES:
+            raise ValueError(f"{name}: dtype {tensor.dtype} has no canonical name")
+        header = {"name": name, "dtype": _DTYPE_NAMES[tensor.dtype], "shape": list(tensor.shape)}
+        digest.update(json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -133,7 +176,7 @@ def save_checkpoint(
     training: dict[str, Any],
     evaluation: dict[str, Any] | None = None,
 ) -> str:
-    """Write ``directory`` atomically; returns the sha256 of the weights."""
+    """Write ``directory`` atomically; returns the model id (``weights_id`` of the saved tensors)."""
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -141,10 +184,11 @@ def save_checkpoint(
     try:
         state = {name: tensor.detach().to("cpu", torch.float32).contiguous() for name, tensor in net.state_dict().items()}
         weights_path = staging / WEIGHTS_FILE
-        save_file(state, str(weights_path), metadata={"format": "swirl", "format_version": str(FORMAT_VERSION)})
+        # one metadata key: with two, safetensors writes them in hash-map order and the file's bytes vary
+        save_file(state, str(weights_path), metadata={"format": "swirl"})
         with open(weights_path, "rb") as handle:
             os.fsync(handle.fileno())
-        digest = sha256_file(weights_path)
+        digest = weights_id(load_safetensors_bytes(weights_path.read_bytes()))  # of what was written
         meta = {
             "format_version": FORMAT_VERSION,
             "weights_sha256": digest,
@@ -160,7 +204,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("saved checkpoint %s (sha256 %s)", target, digest[:12])
+    log.info("saved checkpoint %s (id %s)", target, digest[:12])
     return digest
 
 
@@ -182,6 +226,13 @@ def update_metadata(directory: str | Path, **sections: Any) -> None:
         raise
 
 
+def _verify(weights_path: Path, actual: str, expected: object) -> None:
+    if actual != expected:
+        raise CheckpointError(
+            f"{weights_path}: sha256 mismatch (weights {actual[:16]}…, checkpoint.json records {str(expected)[:16]}…); the weights are corrupt or were changed"
+        )
+
+
 def read_metadata(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / META_FILE
     if not path.is_file():
@@ -199,25 +250,34 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     """Rebuild network, schedule and data constants from a checkpoint directory alone.
 
     Raises ``CheckpointError`` with a clear message on a missing file, an unknown format
-    version, a sha256 mismatch, or weights that do not match the recorded config.
+    version, weights whose id does not match the recorded one ("sha256 mismatch"), or
+    weights that do not match the recorded config. Format 1 checkpoints (whose recorded
+    hash is the file's sha256) are verified against the file and then carry the canonical id.
     """
     directory = Path(path)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: checkpoint directory not found")
     meta = read_metadata(directory)
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"{directory}: unknown checkpoint format version {version!r} (this Swirl reads {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise CheckpointError(f"{directory}: unknown checkpoint format version {version!r} (this Swirl reads {', '.join(map(str, READABLE_VERSIONS))})")
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: missing")
     blob = weights_path.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
     expected = meta.get("weights_sha256")
-    if digest != expected:
-        raise CheckpointError(
-            f"{weights_path}: sha256 mismatch (file {digest[:16]}…, checkpoint.json records {str(expected)[:16]}…); the weights are corrupt or were changed"
-        )
+    if version == 1:
+        _verify(weights_path, hashlib.sha256(blob).hexdigest(), expected)
+    try:
+        state = load_safetensors_bytes(blob)
+    except SafetensorError as exc:
+        raise CheckpointError(f"{weights_path}: not a valid safetensors file ({exc})") from exc
+    try:
+        digest = weights_id(state)
+    except ValueError as exc:
+        raise CheckpointError(f"{weights_path}: {exc}") from exc
+    if version != 1:
+        _verify(weights_path, digest, expected)
     try:
         net_config = NetConfig.from_dict(meta["net"])
         schedule_config = ScheduleConfig.from_dict(meta["schedule"])
@@ -225,10 +285,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         normalisation = Normalisation(noise=float(data["noise"]), mean=(float(data["mean"][0]), float(data["mean"][1])), scale=float(data["scale"]))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{directory / META_FILE}: incomplete or invalid metadata ({exc!r})") from exc
-    try:
-        state = load_safetensors_bytes(blob)
-    except SafetensorError as exc:
-        raise CheckpointError(f"{weights_path}: not a valid safetensors file ({exc})") from exc
     net = EpsilonMLP(net_config, schedule_config.timesteps)
     try:
         net.load_state_dict(state, strict=True)
@@ -238,7 +294,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         raise CheckpointError(f"{weights_path}: weights contain NaN or inf")
     torch_device = torch.device(device)
     net = net.to(torch_device).eval().requires_grad_(False)
-    log.info("loaded checkpoint %s (sha256 %s) on %s", directory, digest[:12], torch_device)
+    log.info("loaded checkpoint %s (id %s) on %s", directory, digest[:12], torch_device)
     return Checkpoint(
         path=directory,
         net=net,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-ACTIVATIONS = ("silu", "relu", "gelu")
+Activation = Literal["silu", "relu", "gelu"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class NetConfig:
     hidden: int = 64  # width of every hidden layer (the smallest that met the targets: RESULTS.md)
     depth: int = 3  # number of hidden layers (each conditioned on t)
     time_embedding_dim: int = 32  # size of the sinusoidal embedding of t
-    activation: str = "silu"  # one of ACTIVATIONS
+    activation: Activation = "silu"  # the nonlinearity after every hidden layer
     data_dim: int = 2  # the swiss roll is 2D
 
     def __post_init__(self) -> None:

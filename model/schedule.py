@@ -20,7 +20,7 @@ SCHEDULE_KINDS: tuple[str, ...] = get_args(ScheduleKind)
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    kind: str = "linear"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    kind: ScheduleKind = "linear"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
     timesteps: int = 50  # T, the number of diffusion steps
     beta_start: float = 1e-4  # β_1 for the linear schedule
     beta_end: float = 0.02  # β_T for the linear schedule

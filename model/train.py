@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
+from model.cli import add_dataclass_options, build_dataclass
 from model.data import DEFAULT_NOISE, Normalisation, fit_normalisation, swiss_roll
 from model.device import resolve_device
 from model.diffusion import q_sample
@@ -36,25 +37,28 @@ from model.schedule import Schedule, ScheduleConfig
 log = logging.getLogger("swirl.train")
 
 MAX_CURVE_POINTS = 200
+DEFAULT_THREADS = 1  # fastest on this project's busy 2-core machine: benchmarks/train_threads.py
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The training hyperparameters; ``python -m model.train`` derives its options from these fields."""
+
     steps: int = 70_000  # optimiser steps
-    batch_size: int = 512  # 4× the seed article's 128: under 2× the cost per step here, 4× the samples
+    batch_size: int = 512  # samples per step (4× the seed article's 128: under 2× the cost per step here)
     lr: float = 2e-3  # peak learning rate
-    lr_schedule: str = "cosine"  # "constant" or "cosine" (decay to lr_min_ratio·lr after warmup)
-    lr_min_ratio: float = 0.05
-    warmup_steps: int = 500
-    optimizer: str = "adamw"  # "adam" or "adamw"
-    weight_decay: float = 0.0
+    lr_schedule: Literal["constant", "cosine"] = "cosine"  # after warm-up: constant, or cosine decay to lr_min_ratio·lr
+    lr_min_ratio: float = 0.05  # where the cosine decay ends, as a fraction of lr
+    warmup_steps: int = 500  # linear learning-rate warm-up from 0
+    optimizer: Literal["adam", "adamw"] = "adamw"  # Adam, or AdamW (decoupled weight decay)
+    weight_decay: float = 0.0  # the optimiser's weight decay
     grad_clip: float = 0.0  # max global grad norm; 0 disables (it costs ~10% of a step here)
     ema_decay: float = 0.9995  # EMA of the weights; the checkpoint stores the EMA
-    seed: int = 0
+    seed: int = 0  # seeds the data, the initialisation, the batches and the noise
     n_train: int = 100_000  # swiss-roll points in the training set
     noise: float = DEFAULT_NOISE  # make_swiss_roll noise
-    net: NetConfig = field(default_factory=NetConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    net: NetConfig = field(default_factory=NetConfig)  # the ε-network
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # the noise schedule
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "adamw"):
@@ -140,82 +144,86 @@ def train(config: TrainConfig, device: torch.device, progress: bool = True) -> T
         "seed": config.seed,
         "torch_version": torch.__version__,
         "device": str(device),
+        "threads": torch.get_num_threads(),
         "config": {k: v for k, v in asdict(config).items() if k not in ("net", "schedule")},
     }
     log.info("trained %d steps in %.1f s, final loss %.4f", config.steps, wall, final_loss)
     return TrainResult(net=ema.eval(), normalisation=normalisation, summary=summary)
 
 
-def _parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig()
-    net, sched = NetConfig(), ScheduleConfig()
-    p = argparse.ArgumentParser(prog="python -m model.train", description="Train Swirl's ε-network and write a checkpoint.")
-    p.add_argument("--out", type=Path, default=Path("checkpoints/swiss-roll"), help="checkpoint directory to write")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--steps", type=int, default=defaults.steps)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--lr-schedule", default=defaults.lr_schedule, choices=["constant", "cosine"])
-    p.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
-    p.add_argument("--optimizer", default=defaults.optimizer, choices=["adam", "adamw"])
-    p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--n-train", type=int, default=defaults.n_train)
-    p.add_argument("--noise", type=float, default=defaults.noise)
-    p.add_argument("--hidden", type=int, default=net.hidden)
-    p.add_argument("--depth", type=int, default=net.depth)
-    p.add_argument("--time-embedding-dim", type=int, default=net.time_embedding_dim)
-    p.add_argument("--activation", default=net.activation)
-    p.add_argument("--schedule", default=sched.kind, help="linear or cosine")
-    p.add_argument("--timesteps", type=int, default=sched.timesteps)
-    p.add_argument("--beta-start", type=float, default=sched.beta_start)
-    p.add_argument("--beta-end", type=float, default=sched.beta_end)
-    p.add_argument("--evaluate", action="store_true", help="run model.evaluate afterwards and store its results")
-    p.add_argument("--eval-samples", type=int, default=10_000)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return p
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run training (not what is trained): the command line's other options."""
+
+    out: Path | None = None  # checkpoint directory to write; default: a new folder checkpoints/run-<UTC date-time>
+    overwrite: bool = False  # replace the checkpoint already at --out (make train uses it for checkpoints/swiss-roll)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when available, else CPU
+    threads: int = DEFAULT_THREADS  # CPU threads for torch; 0 keeps torch's default (one per core)
+    evaluate: bool = False  # run model.evaluate on the new checkpoint and store its results in it
+    progress: bool = True  # show the progress bar with the loss
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        warmup_steps=args.warmup_steps,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        ema_decay=args.ema_decay,
-        seed=args.seed,
-        n_train=args.n_train,
-        noise=args.noise,
-        net=NetConfig(hidden=args.hidden, depth=args.depth, time_embedding_dim=args.time_embedding_dim, activation=args.activation),
-        schedule=ScheduleConfig(kind=args.schedule, timesteps=args.timesteps, beta_start=args.beta_start, beta_end=args.beta_end),
+# Flags whose bare field name would be unclear; fields that are not options (the data is 2D).
+FLAG_RENAMES = {"schedule.kind": "schedule"}
+NOT_OPTIONS = frozenset({"net.data_dim"})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description="Train Swirl's ε-network (Algorithm 1 of Ho et al. 2020) and write a checkpoint.",
+        epilog=f"Threads: the default of {DEFAULT_THREADS} was the fastest here (benchmarks/train_threads.py, benchmarks/RESULTS.md); "
+        "OpenMP threads that share busy cores spin and slow each other down.",
     )
+    add_dataclass_options(parser, RunOptions, title="where and how to run")
+    add_dataclass_options(parser, TrainConfig, title="training", rename=FLAG_RENAMES, skip=NOT_OPTIONS)
+    return parser
+
+
+def fresh_run_directory(root: Path = Path("checkpoints")) -> Path:
+    """A checkpoint folder that does not exist yet: checkpoints/run-20260128-054400[-2…]."""
+    stem = root / time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
+    candidate, suffix = stem, 1
+    while candidate.exists():
+        suffix += 1
+        candidate = stem.with_name(f"{stem.name}-{suffix}")
+    return candidate
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Refuse, before any training, to replace an existing checkpoint unless asked to."""
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out} already exists; pass --overwrite to replace it (atomically, once training has finished)")
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
-        config = config_from_args(args)
+        run = build_dataclass(RunOptions, args)
+        config = build_dataclass(TrainConfig, args)
+        out = run.out if run.out is not None else fresh_run_directory()
+        check_output(out, run.overwrite)
+        if run.threads < 0:
+            raise ValueError(f"--threads must be 0 (torch's default) or positive, got {run.threads}")
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    device = resolve_device(args.device)
-    log.info("training on %s: %s", device, config)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    device = resolve_device(run.device)
+    log.info("training on %s with %d CPU thread(s) into %s: %s", device, torch.get_num_threads(), out, config)
     try:
-        result = train(config, device, progress=not args.no_progress)
-        save_checkpoint(args.out, result.net, config.schedule, result.normalisation, result.summary)
+        result = train(config, device, progress=run.progress)
+        save_checkpoint(out, result.net, config.schedule, result.normalisation, result.summary)
     except KeyboardInterrupt:
-        log.warning("interrupted: no checkpoint written (any previous one at %s is intact)", args.out)
+        log.warning("interrupted: no checkpoint written (any previous one at %s is intact)", out)
         return 130
-    if args.evaluate:
+    if run.evaluate:
         from model.evaluate import evaluate_checkpoint
 
-        evaluate_checkpoint(args.out, n=args.eval_samples, device=device)
-    print(args.out)  # noqa: T201 - the CLI's result, for scripts
+        evaluate_checkpoint(out, device=device)
+    print(out)  # noqa: T201 - the CLI's result, for scripts
     return 0
 
 

@@ -68,7 +68,7 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(checkpoint: Path, log_path: Path, ready_timeout: float = 60.0, **env: str) -> Server:
+def start_server(checkpoint: Path, log_path: Path, ready_timeout: float = 180.0, **env: str) -> Server:
     """``python -m app`` on a free loopback port; waits for /readyz = 200."""
     port = free_port()
     environment = {
@@ -78,6 +78,7 @@ def start_server(checkpoint: Path, log_path: Path, ready_timeout: float = 60.0, 
         "SWIRL_HOST": "127.0.0.1",
         "SWIRL_PORT": str(port),
         "SWIRL_LOG_LEVEL": "info",
+        "SWIRL_WORKERS": "1",  # one process unless a test asks for more: /readyz and /metrics then describe it alone
         **env,
     }
     handle = open(log_path, "wb")  # noqa: SIM115 - closed with the process

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from model import checkpoint as checkpoint_module
-from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file, update_metadata
+from model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file, update_metadata, weights_id
 from model.data import Normalisation
 from model.denoiser import NetDenoiser
 from model.diffusion import SamplerSpec, make_plan
@@ -41,10 +42,10 @@ def test_round_trip_rebuilds_an_identical_model(tmp_path: Path) -> None:
     assert loaded.net_config == net.config
     assert loaded.normalisation == NORM
     assert loaded.schedule.timesteps == 50
-    assert loaded.sha256 == sha256_file(tmp_path / "ck" / "model.safetensors")
+    assert loaded.sha256 == weights_id(net.state_dict())
     assert torch.equal(samples(net.eval(), 50), samples(loaded.net, 50))
     meta = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())
-    assert meta["format_version"] == 1 and meta["weights_sha256"] == loaded.sha256
+    assert meta["format_version"] == 2 and meta["weights_sha256"] == loaded.sha256
     assert set(meta) >= {"net", "schedule", "data", "training", "evaluation"}
 
 
@@ -62,7 +63,7 @@ def test_truncated_weights_fail_to_load(tmp_path: Path) -> None:
     write_tiny(tmp_path / "ck")
     weights = tmp_path / "ck" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+    with pytest.raises(CheckpointError, match="not a valid safetensors"):
         load_checkpoint(tmp_path / "ck")
 
 
@@ -72,6 +73,40 @@ def test_valid_hash_but_garbage_bytes_fail_clearly(tmp_path: Path) -> None:
     weights.write_bytes(b"not a safetensors file")
     update_metadata(tmp_path / "ck", weights_sha256=sha256_file(weights))
     with pytest.raises(CheckpointError, match="not a valid safetensors"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_the_id_ignores_the_safetensors_header_but_not_the_tensors(tmp_path: Path) -> None:
+    # The same tensors written with the metadata keys in either order (as safetensors' hash map
+    # may do) and with no metadata at all: three different files, one id, all loadable.
+    write_tiny(tmp_path / "ck")
+    weights = tmp_path / "ck" / "model.safetensors"
+    state = load_file(weights)
+    recorded = load_checkpoint(tmp_path / "ck").sha256
+    file_hashes = set()
+    for metadata in ({"format": "swirl", "format_version": "1"}, {"format_version": "1", "format": "swirl"}, None):
+        save_file(state, str(weights), metadata=metadata)
+        file_hashes.add(sha256_file(weights))
+        assert load_checkpoint(tmp_path / "ck").sha256 == recorded
+    assert len(file_hashes) >= 2
+    # and the id does see names, shapes, dtypes and every byte
+    first = next(iter(state))
+    variants = [
+        {**{k: v for k, v in state.items() if k != first}, first + "_renamed": state[first]},
+        {**state, first: state[first].reshape(-1)},
+        {**state, first: state[first].double()},
+        {**state, first: state[first].clone().view(-1).index_fill_(0, torch.tensor([0]), 0.123).view_as(state[first])},
+    ]
+    assert len({recorded, *(weights_id(v) for v in variants)}) == 1 + len(variants)
+
+
+def test_a_format_1_checkpoint_is_verified_by_its_file_hash_and_gets_the_canonical_id(tmp_path: Path) -> None:
+    net = write_tiny(tmp_path / "ck")
+    weights = tmp_path / "ck" / "model.safetensors"
+    update_metadata(tmp_path / "ck", format_version=1, weights_sha256=sha256_file(weights))
+    assert load_checkpoint(tmp_path / "ck").sha256 == weights_id(net.state_dict())
+    update_metadata(tmp_path / "ck", weights_sha256=weights_id(net.state_dict()))  # v1 recorded the file's hash
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
         load_checkpoint(tmp_path / "ck")
 
 
