@@ -105,8 +105,9 @@ async def probe_latencies(port: int, model: str, probes: int, gap_s: float) -> l
     for seed in range(probes):
         started = time.perf_counter()
         status, body = await raw_get("127.0.0.1", port, f"/sample?n=10&seed={seed}&model={model}")
-        latencies.append(time.perf_counter() - started)
-        assert status == 200, body[:300]
+        if status != 200:  # refused (503): the probe did not answer in time, whatever it cost
+            print(f"    probe to {model} refused: {status} {body[:160]!r}", flush=True)
+        latencies.append(time.perf_counter() - started if status == 200 else float("inf"))
         await asyncio.sleep(gap_s)
     return latencies
 
@@ -119,18 +120,18 @@ async def flooded(port: int, flood: int, probes: int, gap_s: float) -> tuple[lis
         nonlocal served, refused
         seed = 1000 * k
         while not stop.is_set():
-            status, body = await raw_get("127.0.0.1", port, f"/sample?n=100000&seed={seed}&model=swiss-roll")
-            if status == 503:  # the backlog is full: the flood is at its peak; try again shortly
+            status, _ = await raw_get("127.0.0.1", port, f"/sample?n=100000&seed={seed}&model=swiss-roll")
+            if status != 200:  # 503: the backlog is full; 504: past the timeout on a slow machine. Keep flooding
                 refused += 1
                 await asyncio.sleep(0.2)
                 continue
-            assert status == 200, body[:300]
             served += 1
             seed += 1
 
     tasks = [asyncio.create_task(flooder(k)) for k in range(flood)]
     await asyncio.sleep(2.0)  # the flood is under way
     other = await probe_latencies(port, "swiss-roll-cosine", probes, gap_s)
+    print(f"  flooded, probe to B: {summary('B', other)}", flush=True)
     same = await probe_latencies(port, "swiss-roll", probes, gap_s)
     stop.set()
     await asyncio.gather(*tasks)
@@ -141,7 +142,8 @@ def summary(name: str, latencies: list[float]) -> list[object]:
     ordered = sorted(latencies)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     within = sum(v <= TARGET_S for v in ordered) / len(ordered)
-    return [name, len(ordered), f"{statistics.median(ordered) * 1000:.0f}", f"{p95 * 1000:.0f}", f"{ordered[-1] * 1000:.0f}", f"{within:.0%}"]
+    refused = sum(v == float("inf") for v in ordered)
+    return [name, len(ordered), refused, f"{statistics.median(ordered) * 1000:.0f}", f"{p95 * 1000:.0f}", f"{ordered[-1] * 1000:.0f}", f"{within:.0%}"]
 
 
 def fairness(flood: int, probes: int) -> list[list[object]]:
@@ -153,12 +155,13 @@ def fairness(flood: int, probes: int) -> list[list[object]]:
         try:
             port = server.port
             idle = asyncio.run(probe_latencies(port, "swiss-roll-cosine", probes, 0.05))
+            print(f"  idle: {summary('idle', idle)}", flush=True)
             other, same, served, refused = asyncio.run(flooded(port, flood, probes, 0.05))
         finally:
             server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"  the flood completed {served} requests of 100,000 points meanwhile ({refused} refused with 503: backlog full)", flush=True)
+    print(f"  the flood completed {served} requests of 100,000 points meanwhile ({refused} refused: 503 or 504)", flush=True)
     return [
         summary("idle server, probe to B", idle),
         summary(f"A flooded ({flood} clients × 100k points), probe to B", other),
@@ -169,7 +172,7 @@ def fairness(flood: int, probes: int) -> list[list[object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--flood", type=int, default=4, help="clients flooding model A")
+    parser.add_argument("--flood", type=int, default=2, help="clients flooding model A")
     parser.add_argument("--probes", type=int, default=40, help="10-point requests per row")
     parser.add_argument("--skip-memory", action="store_true", help="only the fairness table")
     args = parser.parse_args()
@@ -188,7 +191,7 @@ def main() -> None:
     kib = [f"{value / 1024:.1f} KiB" for value in (weights, biases, schedule)]
     print(f"tensors per loaded version of swiss-roll: weights {kib[0]}, time-bias table {kib[1]}, schedule tables {kib[2]}")
     print(f"\nFairness: 10-point DDPM-50 probes, one at a time (target ≤ {TARGET_S} s)")
-    print(table(["case", "probes", "p50 (ms)", "p95 (ms)", "max (ms)", f"≤ {TARGET_S} s"], fairness(args.flood, args.probes)))
+    print(table(["case", "probes", "refused (503)", "p50 (ms)", "p95 (ms)", "max (ms)", f"≤ {TARGET_S} s"], fairness(args.flood, args.probes)))
     with open("/proc/loadavg") as handle:
         print(f"load average after: {handle.read().split()[:3]}")
 
