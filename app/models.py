@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from app.worker import ServedModel, Worker
 from model.checkpoint import META_FILE, WEIGHTS_FILE, Checkpoint, CheckpointError, load_checkpoint, read_metadata
 from model.data import swiss_roll
 from model.denoiser import NetDenoiser
-from model.diffusion import SAMPLERS, SamplerSpec, SamplingPlan, make_plan, q_sample
+from model.diffusion import SAMPLERS, SamplerSpec, SamplingPlan, q_sample
 from model.errors import InvalidParameter
 from model.schedule import ScheduleTensors
 
@@ -92,8 +91,9 @@ def model_sources(settings: Settings) -> dict[str, Path]:
 
 
 def plan_factory(checkpoint: Checkpoint) -> Callable[[SamplerSpec], SamplingPlan]:
-    """The one place a model's sampling plans are built from its checkpoint."""
-    return partial(make_plan, checkpoint.schedule)
+    """The one place a model's sampling plans are built from its checkpoint (its schedule,
+    prediction type and, for a distilled student, its trained grids: ``Checkpoint.plan``)."""
+    return checkpoint.plan
 
 
 def _now() -> str:
@@ -418,7 +418,9 @@ def model_payload(checkpoint: Checkpoint) -> dict[str, Any]:
         "data": {"noise": norm.noise, "mean": list(norm.mean), "scale": norm.scale},
         "training": meta.get("training", {}),
         "evaluation": meta.get("evaluation", {}),
-        "samplers": list(SAMPLERS),
+        "samplers": [s for s in SAMPLERS if s != "student" or checkpoint.student_grids],
+        "student": checkpoint.student,  # distilled students: teacher, grids, method; null otherwise
+        "student_steps": sorted(checkpoint.student_grids),  # the step counts the student sampler takes
         "device": str(checkpoint.device),
     }
 

@@ -41,10 +41,14 @@ class SampleRequest(BaseModel):
 
     n: int = Field(1000, ge=1, description="number of points to generate (at most SWIRL_MAX_POINTS)", examples=[1000])
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed; the server picks one and returns it when omitted", examples=[7])
-    sampler: Literal["ddpm", "ddim", "dpmpp2m"] = Field(
-        "ddpm", description="ddpm (Algorithm 2, T steps), ddim (any steps, eta) or dpmpp2m (DPM-Solver++(2M))", examples=["ddpm"]
+    sampler: Literal["ddpm", "ddim", "dpmpp2m", "student"] = Field(
+        "ddpm",
+        description="ddpm (Algorithm 2, T steps), ddim (any steps, eta), dpmpp2m (DPM-Solver++(2M)) or student (a distilled model's own grid)",
+        examples=["ddpm"],
     )
-    steps: int | None = Field(None, ge=1, description="network evaluations, 1…T (ddpm always takes T); defaults to T", examples=[50])
+    steps: int | None = Field(
+        None, ge=1, description="network evaluations, 1…T (ddpm always takes T; student: one of its trained step counts); defaults to T", examples=[50]
+    )
     eta: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="DDIM only: 0 deterministic, 1 DDPM-like noise", examples=[0.0])
     trajectory_every: int | None = Field(None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5])
     model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
@@ -91,6 +95,8 @@ def check_sample_limits(request: SampleRequest, timesteps: int, max_points: int,
     if request.sampler == "ddpm":
         if request.steps not in (None, timesteps):
             raise LimitError("steps", f"ddpm always takes T = {timesteps} steps; use ddim or dpmpp2m for fewer, got {request.steps}", location)
+    elif request.sampler == "student" and request.steps is None:
+        raise LimitError("steps", "the student sampler needs steps: one of the model's trained step counts (GET /model, student_steps)", location)
     elif request.steps is not None and request.steps > timesteps:
         raise LimitError("steps", f"steps must be in 1..{timesteps} (T), got {request.steps}", location)
     if request.eta != 0.0 and request.sampler != "ddim":

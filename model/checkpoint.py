@@ -35,6 +35,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save_file
 
 from model.data import Normalisation
+from model.diffusion import SamplerSpec, SamplingPlan, make_plan
 from model.net import EpsilonMLP, NetConfig
 from model.schedule import Schedule, ScheduleConfig
 
@@ -65,6 +66,44 @@ class Checkpoint:
     @property
     def net_config(self) -> NetConfig:
         return self.net.config
+
+    @property
+    def prediction(self) -> str:
+        """What the network outputs: "eps", "v" or "x0" (``model.prediction``)."""
+        return self.net.config.prediction
+
+    @property
+    def student(self) -> dict[str, Any] | None:
+        """A distilled student's section (teacher, grids, method), None for an ordinary model."""
+        section = self.meta.get("student")
+        return section if isinstance(section, dict) else None
+
+    @property
+    def student_grids(self) -> dict[int, list[int]]:
+        """Step count → the grid T = τ_1 > … > τ_S it was distilled on; empty unless a student."""
+        return parse_student_grids(self.student, self.schedule.timesteps) if self.student else {}
+
+    def plan(self, spec: SamplerSpec) -> SamplingPlan:
+        """This model's plan for ``spec``: its prediction type and (for a student) its grids folded in."""
+        return make_plan(self.schedule, spec, prediction=self.prediction, student_grids=self.student_grids or None)
+
+
+def parse_student_grids(section: dict[str, Any] | None, timesteps: int) -> dict[int, list[int]]:
+    """Read and check ``student.grids`` ({"4": [50, 28, 12, 3], ...}); ValueError when malformed."""
+    if not section:
+        return {}
+    raw = section.get("grids")
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("student.grids must be a non-empty object of step count → grid")
+    grids: dict[int, list[int]] = {}
+    for key, grid in raw.items():
+        steps = int(key)
+        if not isinstance(grid, list) or len(grid) != steps or not all(isinstance(t, int) for t in grid):
+            raise ValueError(f"student.grids[{key!r}] must list {steps} integer steps")
+        if grid[0] != timesteps or grid[-1] < 1 or any(a <= b for a, b in zip(grid, grid[1:])):
+            raise ValueError(f"student.grids[{key!r}] must fall strictly from T = {timesteps} to at least 1, got {grid}")
+        grids[steps] = grid
+    return grids
 
 
 # safetensors' dtype names: stable across torch versions, unlike str(torch.dtype)
@@ -175,8 +214,12 @@ def save_checkpoint(
     normalisation: Normalisation,
     training: dict[str, Any],
     evaluation: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """Write ``directory`` atomically; returns the model id (``weights_id`` of the saved tensors)."""
+    """Write ``directory`` atomically; returns the model id (``weights_id`` of the saved tensors).
+
+    ``extra`` adds top-level sections (a distilled student's ``student`` section).
+    """
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -197,6 +240,7 @@ def save_checkpoint(
             "data": {"noise": normalisation.noise, "mean": list(normalisation.mean), "scale": normalisation.scale},
             "training": training,
             "evaluation": evaluation or {},
+            **(extra or {}),
         }
         _write_file_synced(staging / META_FILE, (json.dumps(meta, indent=2) + "\n").encode())
         _fsync_dir(staging)
@@ -283,6 +327,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         schedule_config = ScheduleConfig.from_dict(meta["schedule"])
         data = meta["data"]
         normalisation = Normalisation(noise=float(data["noise"]), mean=(float(data["mean"][0]), float(data["mean"][1])), scale=float(data["scale"]))
+        student = meta.get("student")
+        if student is not None and not isinstance(student, dict):
+            raise ValueError("student must be an object")
+        parse_student_grids(student, schedule_config.timesteps)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{directory / META_FILE}: incomplete or invalid metadata ({exc!r})") from exc
     net = EpsilonMLP(net_config, schedule_config.timesteps)

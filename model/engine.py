@@ -398,7 +398,7 @@ class Engine:
         ds: Sequence[torch.Tensor | None] = [None] * len(blocks) if d is None else ([d] if len(blocks) == 1 else d.split(sizes))
         for block, x_block, d_block in zip(blocks, xs, ds):
             block.x = x_block
-            if d_block is not None and block.table[block.k, D_X] != 0:
+            if d_block is not None and (block.table[block.k, D_X] != 0 or block.table[block.k, D_EPS] != 0):  # x0-models: d_x = 0
                 block.d = d_block
             block.k += 1
             request = block.request

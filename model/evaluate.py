@@ -31,7 +31,7 @@ from model.checkpoint import Checkpoint, load_checkpoint, update_metadata
 from model.data import swiss_roll
 from model.denoiser import NetDenoiser
 from model.device import resolve_device
-from model.diffusion import SamplerSpec, make_plan
+from model.diffusion import SamplerSpec
 from model.engine import sample
 
 log = logging.getLogger("swirl.evaluate")
@@ -46,6 +46,22 @@ DEFAULT_SAMPLERS = (
     SamplerSpec("ddim", steps=20),
     SamplerSpec("dpmpp2m", steps=10),
 )
+
+
+FEW_STEP_SAMPLERS = (  # what a zero-terminal-SNR v-model is for (README "Few-step sampling")
+    SamplerSpec("dpmpp2m", steps=None),
+    SamplerSpec("dpmpp2m", steps=20, spacing="quadratic"),
+)
+
+
+def default_specs(checkpoint: Checkpoint) -> tuple[SamplerSpec, ...]:
+    """Every sampler worth reporting for this model: a student's own step counts, a
+    zero-terminal-SNR model's accurate ODE solvers too, and the common samplers."""
+    if checkpoint.student_grids:
+        return tuple(SamplerSpec("student", steps=k) for k in sorted(checkpoint.student_grids))
+    if checkpoint.schedule.zero_terminal_snr:
+        return DEFAULT_SAMPLERS + FEW_STEP_SAMPLERS
+    return DEFAULT_SAMPLERS
 
 
 def sampler_label(spec: SamplerSpec, timesteps: int) -> str:
@@ -88,7 +104,7 @@ def make_reference(checkpoint: Checkpoint, n: int) -> Reference:
 
 def draw_samples(checkpoint: Checkpoint, spec: SamplerSpec, n: int, seed: int = SAMPLE_SEEDS[0]) -> tuple[np.ndarray, float]:
     """(n, 2) samples and the seconds the chain took."""
-    plan = make_plan(checkpoint.schedule, spec)
+    plan = checkpoint.plan(spec)
     started = time.perf_counter()
     result = sample(NetDenoiser(checkpoint.net, checkpoint.device), plan, n, seed)  # the engine, as the service runs it
     elapsed = time.perf_counter() - started
@@ -108,7 +124,7 @@ def evaluate_samplers(
     results: dict[str, dict[str, Any]] = {}
     for spec in specs:
         label = sampler_label(spec, checkpoint.schedule.timesteps)
-        evaluations = len(make_plan(checkpoint.schedule, spec).steps)
+        evaluations = len(checkpoint.plan(spec).steps)
         draws = [draw_samples(checkpoint, spec, n, seed) for seed in seeds]
         accuracies = [two_sample_accuracy(samples, reference.points) for samples, _ in draws]
         row: dict[str, Any] = {
@@ -135,11 +151,12 @@ def evaluate_checkpoint(
     path: str | Path,
     n: int = 10_000,
     device: torch.device | str = "cpu",
-    specs: tuple[SamplerSpec, ...] = DEFAULT_SAMPLERS,
+    specs: tuple[SamplerSpec, ...] | None = None,
     write: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate the samplers in ``specs`` and (by default) store the results in checkpoint.json."""
+    """Evaluate the samplers in ``specs`` (default: ``default_specs``) and (by default) store the results in checkpoint.json."""
     checkpoint = load_checkpoint(path, device)
+    specs = specs if specs is not None else default_specs(checkpoint)
     reference = make_reference(checkpoint, n)
     evaluation = {
         "n": n,

@@ -1,4 +1,6 @@
-"""The ε-network: an MLP ε_θ(x_t, t) with a sinusoidal time embedding.
+"""The denoising network: an MLP f_θ(x_t, t) with a sinusoidal time embedding.
+
+What it predicts (ε, v or x_0) is ``NetConfig.prediction``; ``model.prediction`` converts.
 
 Time enters every hidden layer as a learned bias τ_l(t) computed from a sinusoidal
 embedding of t (never the raw integer). Because τ depends on t alone, samplers compute
@@ -16,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.prediction import Prediction, check_prediction
+
 Activation = Literal["silu", "relu", "gelu"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
@@ -27,8 +31,10 @@ class NetConfig:
     time_embedding_dim: int = 32  # size of the sinusoidal embedding of t
     activation: Activation = "silu"  # the nonlinearity after every hidden layer
     data_dim: int = 2  # the swiss roll is 2D
+    prediction: Prediction = "eps"  # what the output means: ε, v = α_t ε − σ_t x_0, or x_0 (model/prediction.py)
 
     def __post_init__(self) -> None:
+        check_prediction(self.prediction)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"Unknown activation {self.activation!r}; valid ones are {', '.join(ACTIVATIONS)}")
         if self.hidden < 1 or self.depth < 1:
@@ -60,7 +66,10 @@ def _activation(name: str) -> nn.Module:
 
 
 class EpsilonMLP(nn.Module):
-    """ε_θ(x_t, t): (B, 2) points and (B,) integer steps → (B, 2) predicted noise."""
+    """f_θ(x_t, t): (B, 2) points and (B,) integer steps → (B, 2) prediction (ε by default).
+
+    The name is the seed's; with ``config.prediction = "v"`` the output is v = α_t ε − σ_t x_0.
+    """
 
     def __init__(self, config: NetConfig, timesteps: int) -> None:
         super().__init__()
@@ -83,7 +92,14 @@ class EpsilonMLP(nn.Module):
         return self.time_mlp(emb).view(-1, self.config.depth, self.config.hidden)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        bias = self.time_bias(t)  # (B, depth, width)
+        return self.forward_with_row_bias(x, self.time_bias(t))
+
+    def forward_with_row_bias(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``forward`` with each row's τ(t) given, (B, depth, width), differentiable.
+
+        When a batch draws its t from a few values (a distilled student's grid), computing
+        τ once per value and indexing it skips most of the time MLP's work.
+        """
         h = x
         for i, layer in enumerate(self.layers):
             h = self.act(layer(h) + bias[:, i])

@@ -3,6 +3,12 @@
 Convention used everywhere in Swirl: t ∈ {0, …, T}; t = 0 is clean data (ᾱ_0 = 1).
 Arrays of length T hold steps t = 1…T (entry i is step t = i + 1). All values are
 computed in float64; ``ScheduleTensors`` carries float32 copies onto a device.
+
+Notation of the samplers (Kingma et al. 2021; Lu et al. 2022): x_t = α_t x_0 + σ_t ε with
+α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t) and the log signal-to-noise ratio λ_t = log(α_t/σ_t).
+With ``zero_terminal_snr`` (Lin et al. 2024, Algorithm 1) √ᾱ is shifted and scaled so that
+√ᾱ_T = 0 exactly while √ᾱ_1 is kept: x_T is then pure noise, N(0, I), as every sampler
+assumes when it starts, and λ_T = −∞ (samplers must not divide by α_T).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class ScheduleConfig:
     beta_end: float = 0.02  # β_T for the linear schedule
     cosine_s: float = 0.008  # offset s of the cosine schedule
     max_beta: float = 0.999  # cap on β_t for the cosine schedule
+    zero_terminal_snr: bool = False  # rescale √ᾱ so that √ᾱ_T = 0 (Lin et al. 2024), keeping √ᾱ_1
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULE_KINDS:
@@ -40,7 +47,7 @@ class ScheduleConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScheduleConfig:
-        return cls(**data)
+        return cls(**data)  # checkpoints written before zero_terminal_snr existed get False
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -60,6 +67,19 @@ def cosine_betas(timesteps: int, s: float, max_beta: float) -> np.ndarray:
     f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
     alpha_bar = f / f[0]
     return np.minimum(1.0 - alpha_bar[1:] / alpha_bar[:-1], max_beta)
+
+
+def rescale_zero_terminal_snr(alpha_bars: np.ndarray) -> np.ndarray:
+    """Lin et al. 2024, Algorithm 1: shift √ᾱ_t so that √ᾱ_T = 0 and scale it so that √ᾱ_1 is kept.
+
+    √ᾱ'_t = (√ᾱ_t − √ᾱ_T) · √ᾱ_1 / (√ᾱ_1 − √ᾱ_T), linear in the original √ᾱ_t and still
+    decreasing. Returns ᾱ'_t; then β'_t = 1 − ᾱ'_t/ᾱ'_{t−1}, so β'_T = 1 (α_T = 0).
+    """
+    sqrt_ab = np.sqrt(alpha_bars)
+    first, last = sqrt_ab[0], sqrt_ab[-1]
+    rescaled = (sqrt_ab - last) * (first / (first - last))
+    rescaled[0], rescaled[-1] = first, 0.0  # exactly, whatever the rounding
+    return rescaled**2
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +108,10 @@ class Schedule:
             raise ValueError(f"Unknown schedule kind {config.kind!r}; valid kinds are {', '.join(SCHEDULE_KINDS)}")
         alphas = 1.0 - betas
         alpha_bars = np.cumprod(alphas)
+        if config.zero_terminal_snr:
+            alpha_bars = rescale_zero_terminal_snr(alpha_bars)
+            alphas = np.concatenate([alpha_bars[:1], alpha_bars[1:] / alpha_bars[:-1]])
+            betas = 1.0 - alphas
         alpha_bars_prev = np.concatenate([[1.0], alpha_bars[:-1]])
         one_minus = 1.0 - alpha_bars
         return cls(
@@ -116,6 +140,28 @@ class Schedule:
         if not 0 <= t <= self.timesteps:
             raise ValueError(f"t must be in 0..{self.timesteps}, got {t}")
         return 1.0 if t == 0 else float(self.alpha_bars[t - 1])
+
+    @property
+    def zero_terminal_snr(self) -> bool:
+        """ᾱ_T = 0: x_T carries nothing of x_0 and λ_T = −∞."""
+        return self.alpha_bar_final == 0.0
+
+    def alpha(self, t: int) -> float:
+        """α_t = √ᾱ_t, the signal scale of x_t = α_t x_0 + σ_t ε (α_0 = 1; α_T = 0 at zero terminal SNR)."""
+        return math.sqrt(self.alpha_bar(t))
+
+    def sigma(self, t: int) -> float:
+        """σ_t = √(1 − ᾱ_t), the noise scale (σ_0 = 0)."""
+        return math.sqrt(1.0 - self.alpha_bar(t))
+
+    def log_snr(self, t: int) -> float:
+        """λ_t = log(α_t/σ_t): +∞ at t = 0, −∞ where ᾱ_t = 0 (the last step at zero terminal SNR)."""
+        ab = self.alpha_bar(t)
+        if ab == 0.0:
+            return -math.inf
+        if ab == 1.0:
+            return math.inf
+        return 0.5 * (math.log(ab) - math.log1p(-ab))
 
     def alpha_bars_with_zero(self) -> np.ndarray:
         """(T+1,) ᾱ_t for t = 0…T, so that index t is step t."""

@@ -32,6 +32,7 @@ from model.data import DEFAULT_NOISE, Normalisation, fit_normalisation, swiss_ro
 from model.device import resolve_device
 from model.diffusion import q_sample
 from model.net import EpsilonMLP, NetConfig
+from model.prediction import training_target
 from model.schedule import Schedule, ScheduleConfig
 
 log = logging.getLogger("swirl.train")
@@ -67,6 +68,8 @@ class TrainConfig:
             raise ValueError(f"Unknown lr schedule {self.lr_schedule!r}; valid ones are constant, cosine")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
+        if self.schedule.zero_terminal_snr and self.net.prediction == "eps":
+            raise ValueError("zero terminal SNR needs v- or x0-prediction: an ε-network cannot give x̂_0 where ᾱ_T = 0")
 
 
 @dataclass
@@ -120,8 +123,13 @@ def train(config: TrainConfig, device: torch.device, progress: bool = True) -> T
         x0 = data[torch.randint(0, data.shape[0], (config.batch_size,), device=device, generator=generator)]
         t = torch.randint(1, T + 1, (config.batch_size,), device=device, generator=generator)
         eps = torch.randn(x0.shape, device=device, generator=generator)
-        # line 5: gradient step on ‖ε − ε_θ(x_t, t)‖²
-        loss = F.mse_loss(net(q_sample(tables, x0, t, eps), t), eps)
+        # line 5: gradient step on ‖ε − ε_θ(x_t, t)‖² (or on v / x_0: model.prediction)
+        if config.net.prediction == "eps":
+            target = eps
+        else:
+            alpha, sigma = tables.sqrt_alpha_bar[t][:, None], tables.sqrt_one_minus_alpha_bar[t][:, None]
+            target = training_target(config.net.prediction, x0, eps, alpha, sigma)
+        loss = F.mse_loss(net(q_sample(tables, x0, t, eps), t), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:

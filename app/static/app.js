@@ -503,13 +503,39 @@
     return $("sampler-select").value;
   }
 
+  const SAMPLER_LABELS = { ddpm: "DDPM", ddim: "DDIM", dpmpp2m: "DPM-Solver++ (2M)", student: "Student (distilled)" };
+
+  // The samplers this model takes (GET /model): a distilled student adds "student", whose
+  // steps must be one of its trained step counts; it is preselected, since that is what it is for.
+  function syncSamplerOptions(m) {
+    const select = $("sampler-select");
+    const offered = Array.isArray(m.samplers) && m.samplers.length ? m.samplers : ["ddpm", "ddim", "dpmpp2m"];
+    const current = select.value;
+    select.replaceChildren(
+      ...offered.map((name) => {
+        const option = document.createElement("option");
+        option.value = name;
+        option.textContent = SAMPLER_LABELS[name] || name;
+        return option;
+      }),
+    );
+    swirl.studentSteps = Array.isArray(m.student_steps) ? m.student_steps : [];
+    select.value = swirl.studentSteps.length ? "student" : offered.includes(current) ? current : offered[0];
+    syncSamplerControls();
+  }
+
   let rememberedSteps = null; // the user's last steps for ddim / dpmpp2m
   function syncSamplerControls() {
     const sampler = currentSampler();
     const steps = $("steps-input");
     const eta = $("eta-input");
     const T = swirl.T;
-    if (sampler === "ddpm") {
+    const trained = swirl.studentSteps || [];
+    if (sampler === "student") {
+      steps.disabled = false;
+      if (!trained.includes(Number(steps.value)) && trained.length) steps.value = String(trained[trained.length - 1]);
+      steps.title = `a distilled student takes one of its trained step counts: ${trained.join(", ")}`;
+    } else if (sampler === "ddpm") {
       steps.disabled = true;
       if (T) steps.value = String(T);
       steps.title = "DDPM always takes all T steps";
@@ -654,7 +680,7 @@
       swirl.sampleDone = false;
       swirl.ready.sample = true;
       clearError("sample");
-      const names = { ddpm: "DDPM", ddim: "DDIM", dpmpp2m: "DPM-Solver++(2M)" };
+      const names = { ddpm: "DDPM", ddim: "DDIM", dpmpp2m: "DPM-Solver++(2M)", student: "distilled student" };
       const etaText = body.sampler === "ddim" ? `, η = ${body.eta}` : "";
       $("sample-info").textContent =
         `${names[body.sampler] || body.sampler}, ${body.steps} steps${etaText} · n = ${body.n.toLocaleString("en-US")} · seed ${body.seed} · ` +
@@ -794,7 +820,11 @@
       const idCode = document.createElement("code");
       idCode.textContent = id ? id.slice(0, 12) : "–";
       const width = net.hidden !== undefined && net.depth !== undefined ? `${net.depth} × ${net.hidden}` : "–";
-      const extra = [net.activation, net.time_embedding_dim ? `time embedding ${net.time_embedding_dim}` : null].filter(Boolean).join(", ");
+      const extra = [net.activation, net.time_embedding_dim ? `time embedding ${net.time_embedding_dim}` : null, net.prediction ? `predicts ${net.prediction}` : null]
+        .filter(Boolean)
+        .join(", ");
+      const student = m.student && m.student.teacher ? m.student : null;
+      const schedule = m.schedule || {};
       const loss = document.createDocumentFragment();
       const lossValue = document.createElement("span");
       lossValue.textContent = typeof training.final_loss === "number" ? fmt(training.final_loss, 4) : "–";
@@ -815,7 +845,19 @@
         fact("Device", m.device || "–"),
         fact("Model id", idCode, id ? `sha256 of the weights: ${id}` : undefined),
         fact("Final training loss", loss, hasCurve ? "the training loss curve, first to last step" : undefined, "wide with-spark"),
+        fact(
+          "Few-step",
+          student
+            ? `student of ${student.teacher.name || "?"}: ${(m.student_steps || []).join(", ")} evaluations`
+            : schedule.zero_terminal_snr
+              ? "zero terminal SNR: DPM-Solver++ at 20 steps"
+              : "–",
+          student
+            ? `distilled (${student.method}) from ${student.teacher.name} (${String(student.teacher.id || "").slice(0, 12)}); grids ${JSON.stringify(student.grids)}`
+            : undefined,
+        ),
       );
+      syncSamplerOptions(m);
       $("model-name").textContent = m.name ? `“${m.name}”` : "";
       if (hasCurve) drawLoss();
       renderEvaluation(m.evaluation);
@@ -867,7 +909,7 @@
 
     drawForward();
     drawSample();
-    loadModel();
+    const modelLoaded = loadModel(); // never rejects: it shows its own error
     loadReference();
     const schedule = await loadSchedule();
     const T = schedule ? schedule.timesteps : 50;
@@ -876,6 +918,7 @@
     slider.value = String(Math.round(T / 2));
     swirl.sliderT = Number(slider.value);
     updateForwardReadout(swirl.sliderT);
+    await modelLoaded; // a distilled student's page starts on its own sampler
     syncSamplerControls();
     drawSchedule();
     requestForward(swirl.sliderT);

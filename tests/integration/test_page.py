@@ -243,3 +243,38 @@ def test_api_errors_are_shown_in_plain_words(visit: Visit) -> None:
     assert page.is_hidden("#error")
     # only Chromium's own log lines for the provoked HTTP errors (and the aborted connection) reached the console
     assert [e for e in visit.unexpected_errors() if "ERR_CONNECTION_REFUSED" not in e] == []
+
+
+@pytest.fixture(scope="module")
+def student_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.conftest import start_server, stop_server
+
+    checkpoint = Path(__file__).resolve().parents[2] / "checkpoints" / "swiss-roll-v-student-2"
+    server = start_server(checkpoint, tmp_path_factory.mktemp("student-server") / "server.log")
+    try:
+        yield server.url
+    finally:
+        stop_server(server)
+
+
+def test_a_students_page_offers_and_starts_with_its_own_few_step_sampler(browser: Browser, student_server: str) -> None:
+    context = browser.new_context(viewport=VIEWPORT, base_url=student_server)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto("/", wait_until="load")
+        page.wait_for_function("() => window.swirl.ready.sample && window.swirl.framesDrawn > 0", timeout=3 * TIMEOUT_MS)
+        options = page.eval_on_selector_all("#sampler-select option", "os => os.map(o => o.value)")
+        assert options == ["ddpm", "ddim", "dpmpp2m", "student"]  # the few-step sampler next to DDPM
+        assert page.input_value("#sampler-select") == "student" and page.input_value("#steps-input") == "2"
+        last = page.evaluate("() => window.swirl.lastSample")
+        assert last["sampler"] == "student" and last["steps"] == 2
+        assert "distilled student, 2 steps" in page.text_content("#sample-info")
+        assert "student of swiss-roll-v: 2 evaluations" in page.text_content("#model-facts")
+        page.select_option("#sampler-select", "ddpm")
+        assert page.is_disabled("#steps-input")
+        assert errors == []
+    finally:
+        context.close()

@@ -100,3 +100,46 @@ def test_schedule_is_immutable() -> None:
         schedule.betas[0] = 1.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         schedule.config = ScheduleConfig(timesteps=3)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("T,b1,bT", [(50, 1e-4, 0.02), (1000, 1e-4, 0.02), (7, 0.001, 0.3)])
+def test_zero_terminal_snr_rescale_follows_lin_et_al(T: int, b1: float, bT: float) -> None:
+    base = Schedule.from_config(ScheduleConfig(timesteps=T, beta_start=b1, beta_end=bT))
+    rescaled = Schedule.from_config(ScheduleConfig(timesteps=T, beta_start=b1, beta_end=bT, zero_terminal_snr=True))
+    ref = reference_linear(T, b1, bT)
+    root = [math.sqrt(a) for a in ref["alpha_bars"]]
+    first, last = root[0], root[-1]
+    expected = [((r - last) * first / (first - last)) ** 2 for r in root]  # Lin et al. 2024, Algorithm 1, in plain floats
+    np.testing.assert_allclose(rescaled.alpha_bars, expected, rtol=1e-10, atol=1e-300)
+    assert rescaled.alpha_bars[-1] == 0.0 and rescaled.alpha_bar_final == 0.0 and rescaled.zero_terminal_snr
+    assert rescaled.alpha_bars[0] == pytest.approx(base.alpha_bars[0], rel=1e-14)  # √ᾱ_1 is kept
+    assert rescaled.betas[-1] == 1.0 and rescaled.alphas[-1] == 0.0
+    # √ᾱ' is linear in the original √ᾱ: √ᾱ'_t = c (√ᾱ_t − √ᾱ_T)
+    slope = np.polyfit(np.sqrt(base.alpha_bars), np.sqrt(rescaled.alpha_bars), 1)
+    np.testing.assert_allclose(np.sqrt(rescaled.alpha_bars), np.polyval(slope, np.sqrt(base.alpha_bars)), atol=1e-12)
+    np.testing.assert_allclose(np.cumprod(rescaled.alphas), rescaled.alpha_bars, rtol=1e-9, atol=1e-300)
+    assert np.all(np.diff(rescaled.alpha_bars) < 0) and np.all((rescaled.betas > 0) & (rescaled.betas <= 1))
+    assert not base.zero_terminal_snr
+
+
+def test_zero_terminal_snr_posterior_and_accessors_stay_finite_at_T() -> None:
+    schedule = Schedule.from_config(ScheduleConfig(zero_terminal_snr=True))
+    T = schedule.timesteps
+    for table in (schedule.posterior_variance, schedule.posterior_mean_coef_x0, schedule.posterior_mean_coef_xt):
+        assert np.all(np.isfinite(table))
+    # at t = T, q(x_{T−1} | x_T, x_0) ignores x_T: mean √ᾱ_{T−1} x_0, variance 1 − ᾱ_{T−1}
+    assert schedule.posterior_mean_coef_xt[-1] == 0.0
+    assert schedule.posterior_mean_coef_x0[-1] == pytest.approx(math.sqrt(schedule.alpha_bars[-2]), rel=1e-12)
+    assert schedule.posterior_variance[-1] == pytest.approx(1 - schedule.alpha_bars[-2], rel=1e-12)
+    assert (schedule.alpha(T), schedule.sigma(T), schedule.log_snr(T)) == (0.0, 1.0, -math.inf)
+    assert (schedule.alpha(0), schedule.sigma(0), schedule.log_snr(0)) == (1.0, 0.0, math.inf)
+    for t in (1, 17, T - 1):
+        ab = schedule.alpha_bar(t)
+        assert schedule.alpha(t) ** 2 + schedule.sigma(t) ** 2 == pytest.approx(1.0, abs=1e-15)
+        assert schedule.log_snr(t) == pytest.approx(0.5 * math.log(ab / (1 - ab)), rel=1e-12)
+
+
+def test_old_checkpoint_schedule_configs_load_without_the_new_field() -> None:
+    data = ScheduleConfig().to_dict()
+    del data["zero_terminal_snr"]
+    assert ScheduleConfig.from_dict(data) == ScheduleConfig()
