@@ -31,7 +31,9 @@ a crowd whenever the matrix kernels are (tests/model/test_engine.py checks both)
 Scheduling: blocks are taken in order of ``arrival + remaining work / throughput`` until
 the row budget is reached (the last block may overshoot it). Small requests therefore go
 first, while a long request keeps whatever budget is left and gains priority as it ages,
-so it is never starved.
+so it is never starved. With several models in flight, each model first gets an equal
+share of the budget (at least one block) in that order, and the rest goes by the same
+order: a flood on one model, however aged, cannot keep another model out of the ticks.
 """
 
 from __future__ import annotations
@@ -320,12 +322,42 @@ class Engine:
             return [b for b in head.blocks if b.k < len(b.table)]
         rate = max(self.throughput, 1.0)
         order = sorted(self._requests, key=lambda r: r.submitted_at + r.remaining / rate)
+        models = {r.model for r in order}
+        if len(models) > 1:
+            return self._schedule_shared(order, len(models))
         budget, used, picked = self.tick_rows, 0, list[_Block]()
         for request in order:
             for block in request.blocks:
                 if used >= budget:
                     return picked
                 if block.k < len(block.table):
+                    picked.append(block)
+                    used += block.rows
+        return picked
+
+    def _schedule_shared(self, order: list[EngineRequest], models: int) -> list[_Block]:
+        """Several models in flight: each first gets an equal share of the row budget (at
+        least one block) in its own priority order, then what is left goes by the global
+        order. So a flood on one model never keeps another model's rows out of a tick."""
+        share = max(1, self.tick_rows // models)
+        used_by: dict[Hashable, int] = {}
+        picked: list[_Block] = []
+        taken: set[int] = set()
+        for request in order:
+            for block in request.blocks:
+                if block.k >= len(block.table):
+                    continue
+                if used_by.get(request.model, 0) >= share:
+                    break
+                picked.append(block)
+                taken.add(id(block))
+                used_by[request.model] = used_by.get(request.model, 0) + block.rows
+        used = sum(used_by.values())
+        for request in order:
+            for block in request.blocks:
+                if used >= self.tick_rows:
+                    return picked
+                if block.k < len(block.table) and id(block) not in taken:
                     picked.append(block)
                     used += block.rows
         return picked
