@@ -135,6 +135,8 @@ class Worker:
         self._jobs: dict[int, SampleJob] = {}  # id(engine request) → job
         self._plans: dict[tuple[Hashable, SamplerSpec], SamplingPlan] = {}
         self._users: Counter[Hashable] = Counter()  # model version → requests admitted and not finished
+        self._work_by_model: Counter[Hashable] = Counter()  # model name → points × evaluations admitted, not finished
+        self._model_of: dict[int, Hashable] = {}  # id(engine request) → its model's name
         self._retiring: set[Hashable] = set()  # versions replaced: removed from the engine when unused
         self.on_version_removed: Callable[[Hashable], None] | None = None  # called on this thread when a version leaves
         self._thread = threading.Thread(target=self._loop, name="swirl-engine", daemon=True)
@@ -263,8 +265,10 @@ class Worker:
             request = EngineRequest(n=job.n, seed=job.seed, plan=plan, model=served.key, trajectory_every=job.trajectory_every, on_frame=job.on_frame)
             work = request.work
             if admission:
-                self._check_admission(work)
+                self._check_admission(work, served.name or served.key)
             self._pending_work += work
+            self._work_by_model[served.name or served.key] += work
+            self._model_of[id(request)] = served.name or served.key
             self._pending_jobs += 1
             self._users[served.key] += 1
         job.served = served
@@ -275,13 +279,21 @@ class Worker:
         self.metrics.in_flight.set(self._pending_jobs)
         return job.future
 
-    def _check_admission(self, work: int) -> None:
-        """Raise InvalidParameter (a request that could never run) or Overloaded (503); holds ``_lock``."""
+    def _check_admission(self, work: int, model: Hashable) -> None:
+        """Raise InvalidParameter (a request that could never run) or Overloaded (503); holds ``_lock``.
+
+        The estimated wait counts the work the engine does before this request is done: its
+        model's backlog, plus, for every other model, at most as much again (the engine gives
+        each model in flight an equal share of a tick), so a flood on one model does not get
+        a small request to another refused. With one model it is the whole backlog.
+        """
         if self.max_queue_work and work > self.max_queue_work:
             raise InvalidParameter("n", f"n × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; lower n or use fewer steps")
         backlog = self._pending_work
-        wait = (backlog + work) / max(self.engine.throughput, 1.0)
-        retry = max(1, math.ceil(backlog / max(self.engine.throughput, 1.0)))
+        own = self._work_by_model[model]
+        ahead = own + sum(min(other, own + work) for name, other in self._work_by_model.items() if name != model)
+        wait = (ahead + work) / max(self.engine.throughput, 1.0)
+        retry = max(1, math.ceil(ahead / max(self.engine.throughput, 1.0)))
         if self._pending_jobs >= self.max_queue:
             raise Overloaded(f"{self._pending_jobs} requests are already in flight (SWIRL_MAX_QUEUE); retry shortly", retry, "queue_full")
         if self.max_queue_work and backlog + work > self.max_queue_work:
@@ -290,7 +302,7 @@ class Worker:
                 retry,
                 "queue_work",
             )
-        if backlog and wait > self.request_timeout_s:
+        if ahead and wait > self.request_timeout_s:
             raise Overloaded(
                 f"estimated wait {wait:.1f} s exceeds SWIRL_REQUEST_TIMEOUT_S = {self.request_timeout_s:g} s; retry in {retry} s",
                 retry,
@@ -364,6 +376,11 @@ class Worker:
             self._pending_work -= request.work
             self._pending_jobs -= 1
             self._users[request.model] -= 1
+            model = self._model_of.pop(id(request), None)
+            if model is not None:
+                self._work_by_model[model] -= request.work
+                if self._work_by_model[model] <= 0:
+                    del self._work_by_model[model]
             retire = request.model in self._retiring and self._users[request.model] == 0
         if retire:
             self._remove_if_unused(request.model)

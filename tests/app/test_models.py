@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from model.checkpoint import CheckpointError, load_checkpoint, read_metadata
 from model.denoiser import NetDenoiser
 from model.diffusion import SamplerSpec, make_plan
 from model.engine import sample
-from tests.app.conftest import Running, assert_names_field, metric, metric_samples
+from tests.app.conftest import Running, assert_names_field, metric, metric_samples, worker_held
 from tests.conftest import make_settings
 from tests.model_repo import copy_model, corrupt, make_variant
 
@@ -346,3 +347,24 @@ async def test_metrics_are_labelled_by_model(repo: Path, tiny_checkpoint: Path) 
         assert metric(samples, "swirl_model_request_seconds_count", model="alpha", endpoint="/sample") == 2
         assert metric(samples, "swirl_model_versions_loaded", model="alpha") == 1
         assert not any(dict(labels).get("model") == "nope" for _, labels in samples)  # no label from raw input
+
+
+async def test_a_backlog_on_one_model_does_not_get_a_small_request_to_another_refused(repo: Path, tiny_checkpoint: Path) -> None:
+    """Admission estimates the wait as the engine schedules (each model in flight gets an equal
+    share of a tick): behind 10 s of work on alpha, a small request to alpha is refused at once,
+    one to beta is admitted and answered."""
+    async with serving(tiny_checkpoint, models=str(repo), default_model="alpha", request_timeout_s=5.0, max_points=50_000) as r:
+        with worker_held(r.service) as gate:
+            big = asyncio.create_task(r.http.get("/sample", params={"n": 20_000, "seed": 1, "model": "alpha"}))  # 1M points × evaluations
+            deadline = time.monotonic() + 10
+            while r.service.worker.queue_depth < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            r.service.worker.engine.throughput = 1e5  # 10 s of backlog on alpha
+            refused = await r.http.get("/sample", params={"n": 10, "seed": 2, "model": "alpha"})
+            assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 10
+            other = asyncio.create_task(r.http.get("/sample", params={"n": 10, "seed": 2, "model": "beta"}))
+            while r.service.worker.queue_depth < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert r.service.worker.queue_depth == 2  # admitted, waiting at the gate
+            gate.set()
+            assert (await other).status_code == 200 and (await big).status_code == 200
