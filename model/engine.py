@@ -31,9 +31,10 @@ a crowd whenever the matrix kernels are (tests/model/test_engine.py checks both)
 Scheduling: blocks are taken in order of ``arrival + remaining work / throughput`` until
 the row budget is reached (the last block may overshoot it). Small requests therefore go
 first, while a long request keeps whatever budget is left and gains priority as it ages,
-so it is never starved. With several models in flight, each model first gets an equal
-share of the budget (at least one block) in that order, and the rest goes by the same
-order: a flood on one model, however aged, cannot keep another model out of the ticks.
+so it is never starved. With several models in flight, the models share the budget by
+deficit round robin (each earns an equal share per tick and spends it on its own blocks
+in that order): a flood on one model, however aged, can neither keep another model out of
+the ticks nor make them long.
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ class Engine:
         self._models: dict[Hashable, Denoiser] = {}
         self._runners: dict[Hashable, TickRunner | None] = {}
         self._requests: list[EngineRequest] = []
+        self._credit: dict[Hashable, int] = {}  # rows each model may still take (several models in flight)
         self._tables: dict[int, np.ndarray] = {}  # id(plan) → table, for plans in flight
         self._zeros = torch.zeros((0, 2), device=self.device)
         self.remaining_work = 0  # rows × steps still to go, over every request in flight
@@ -325,6 +327,7 @@ class Engine:
         models = {r.model for r in order}
         if len(models) > 1:
             return self._schedule_shared(order, len(models))
+        self._credit.clear()
         budget, used, picked = self.tick_rows, 0, list[_Block]()
         for request in order:
             for block in request.blocks:
@@ -336,30 +339,29 @@ class Engine:
         return picked
 
     def _schedule_shared(self, order: list[EngineRequest], models: int) -> list[_Block]:
-        """Several models in flight: each first gets an equal share of the row budget (at
-        least one block) in its own priority order, then what is left goes by the global
-        order. So a flood on one model never keeps another model's rows out of a tick."""
+        """Several models in flight: deficit round robin over the models. Each tick every model
+        earns an equal share of the row budget and spends its credit on its blocks in priority
+        order; a block larger than the credit waits for a later tick. A model with a few small
+        requests is then in every tick, while a flooded model with blocks of a whole budget
+        takes part in every other tick (with two models): its rows per second stay about the
+        same (its ticks cost what they carry), and the small requests' ticks stay short."""
         share = max(1, self.tick_rows // models)
-        used_by: dict[Hashable, int] = {}
-        picked: list[_Block] = []
-        taken: set[int] = set()
+        by_model: dict[Hashable, list[_Block]] = {}
         for request in order:
-            for block in request.blocks:
-                if block.k >= len(block.table):
-                    continue
-                if used_by.get(request.model, 0) >= share:
+            blocks = by_model.setdefault(request.model, [])
+            blocks.extend(b for b in request.blocks if b.k < len(b.table))
+        picked: list[_Block] = []
+        for model, blocks in by_model.items():
+            credit = self._credit.get(model, 0) + share
+            for block in blocks:
+                if block.rows > credit:
                     break
                 picked.append(block)
-                taken.add(id(block))
-                used_by[request.model] = used_by.get(request.model, 0) + block.rows
-        used = sum(used_by.values())
-        for request in order:
-            for block in request.blocks:
-                if used >= self.tick_rows:
-                    return picked
-                if block.k < len(block.table) and id(block) not in taken:
-                    picked.append(block)
-                    used += block.rows
+                credit -= block.rows
+            # no banking beyond one budget (or its next block), none for a model with nothing waiting
+            self._credit[model] = min(credit, max(self.tick_rows, blocks[0].rows)) if blocks else 0
+        for model in [m for m in self._credit if m not in by_model]:
+            del self._credit[model]
         return picked
 
     def _start(self, block: _Block) -> None:
