@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RAY_STAMP := $(VENV)/.ray-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast test-container lint train evaluate bench figures screenshot lock clean browser
+.PHONY: serve serve-ray lock-ray test test-fast test-container lint train evaluate bench figures screenshot lock clean browser
 
 $(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,15 @@ $(STAMP): requirements/lock.txt pyproject.toml
 serve: $(STAMP)
 	SWIRL_HOST=$${SWIRL_HOST:-$(HOST)} SWIRL_PORT=$${SWIRL_PORT:-$(PORT)} $(PY) -m app
 
+# the optional extra swirl[ray]: Ray Serve, pinned in requirements/ray.txt, never needed by `make serve`
+$(RAY_STAMP): $(STAMP) requirements/ray.txt
+	$(PY) -m pip install --quiet -r requirements/lock.txt -r requirements/ray.txt
+	touch $(RAY_STAMP)
+
+## serve-ray: start a local Ray on this machine and deploy deploy/ray/serve.yaml on it (http://127.0.0.1:8000)
+serve-ray: $(RAY_STAMP)
+	$(PY) -m app.ray_serve --config deploy/ray/serve.yaml
+
 ## browser: Debian's Chromium for the page test (never a downloaded browser)
 browser:
 	@if [ ! -x /usr/bin/chromium ]; then \
@@ -29,8 +39,8 @@ browser:
 	  else echo "note: /usr/bin/chromium missing and not root: the browser test will be skipped (sudo apt-get install chromium)"; fi; \
 	fi
 
-## test: lint, type-check and run the whole test suite (model, app, integration, browser)
-test: $(STAMP) browser
+## test: lint, type-check and run the whole test suite (model, app, integration, browser, Ray cluster)
+test: $(STAMP) $(RAY_STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy app model
@@ -65,9 +75,15 @@ figures: $(STAMP)
 screenshot: $(STAMP) browser
 	$(PY) scripts/screenshot_page.py
 
-## lock: re-pin requirements/lock.txt from the current .venv
+RAY_ONLY = grep -viE "^($$(sed -n 's/==.*//p' requirements/ray.txt | paste -sd'|' -))=="
+
+## lock: re-pin requirements/lock.txt from the current .venv (the Ray extra's packages stay in requirements/ray.txt)
 lock:
-	{ head -n 2 requirements/lock.txt; $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > requirements/lock.tmp && mv requirements/lock.tmp requirements/lock.txt
+	{ head -n 2 requirements/lock.txt; $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' | $(RAY_ONLY); } > requirements/lock.tmp && mv requirements/lock.tmp requirements/lock.txt
+
+## lock-ray: re-pin requirements/ray.txt: what the .venv has beyond requirements/lock.txt
+lock-ray:
+	{ head -n 3 requirements/ray.txt; $(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' | grep -vixF -f requirements/lock.txt; } > requirements/ray.tmp && mv requirements/ray.tmp requirements/ray.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

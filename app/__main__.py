@@ -30,6 +30,7 @@ from uvicorn.config import STARTUP_FAILURE
 from app.config import Settings
 from app.reload import SUPERVISOR_ENV
 from app.supervisor import Supervisor
+from app.logs import configure_logging
 
 log = logging.getLogger("swirl")
 
@@ -58,6 +59,7 @@ def main() -> None:
     # shutdown) and then re-raises it to the handler installed before it; with the default
     # one the process would die of the signal (exit status 143) after a clean shutdown.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    configure_logging(settings.log_level, settings.log_format)
     config = uvicorn.Config(
         "app.main:app",
         host=settings.host,
@@ -65,7 +67,9 @@ def main() -> None:
         workers=workers,
         log_level=settings.log_level,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
-        access_log=False,
+        access_log=False,  # app.request_context writes the access log, with request ids
+        log_config=None,  # uvicorn's own records go through app.logs' handler and format
+        proxy_headers=False,  # X-Forwarded-For is judged by SWIRL_TRUSTED_PROXIES (app.client_address), not uvicorn
     )
     if workers > 1:
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # POST /admin/reload signals the supervisor

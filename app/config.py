@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.client_address import parse_networks
+from app.cors import parse_origins
 
 
 class Settings(BaseSettings):
@@ -36,6 +39,26 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="torch threads per process; 0 splits the cores between the processes")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     graceful_shutdown_s: float = Field(30.0, ge=1, description="on SIGTERM, how long in-flight requests may take")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line (access and error logs included)")
+    access_log: bool = Field(True, description="one log line per request, with its request id")
+    cors_origins: str = Field("", description="comma-separated origins allowed to call the API from a browser, or *; empty: none")
+    trusted_proxies: str = Field("", description="comma-separated proxy addresses/networks whose X-Forwarded-For is believed")
+    rate_limit: float = Field(0.0, ge=0, description="per client: points × network evaluations per second; 0 = off")
+    rate_limit_burst: float = Field(0.0, ge=0, description="per client: points × evaluations at once; 0 = one second's worth")
+    rate_limit_requests: float = Field(0.0, ge=0, description="per client: requests per second (health, readiness, metrics exempt); 0 = off")
+    rate_limit_requests_burst: float = Field(0.0, ge=0, description="per client: requests at once; 0 = one second's worth (at least 1)")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: str) -> str:
+        parse_origins(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
 
     def resolved_workers(self, cuda: bool) -> int:
         """SWIRL_WORKERS, with 0 resolved: one process per core on CPU, one on a GPU."""

@@ -23,12 +23,17 @@ from prometheus_client.multiprocess import mark_process_dead
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
-from app import errors
+from app import cors, errors, rate_limit
+from app.client_address import ClientResolver, parse_networks
 from app.config import Settings
+from app.head import HeadAsGet
+from app.logs import configure_logging
 from app.metrics import Metrics, multiprocess_dir
 from app.middleware import BodyLimit, RequestMetrics
 from app.reload import Reloader
+from app.request_context import RequestContext
 from app.routes import admin, info, models, ops, sampling
+from app.security_headers import SecurityHeaders
 from app.service import Service
 from model.checkpoint import CheckpointError
 
@@ -43,18 +48,13 @@ All points are in the model's normalised space; `GET /model` gives `data.mean` a
 """
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("swirl").setLevel(level.upper())
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         started = time.perf_counter()
         reloader = app.state.reloader = Reloader()
         reloader.install()
@@ -105,9 +105,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    # outermost last: HEAD → security headers → request id, client, access log → metrics → CORS → rate limit → body limit
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    rate_limit.install(app, rate_limiter(settings, metrics))
+    cors.install(app, cors.parse_origins(settings.cors_origins))
     app.add_middleware(RequestMetrics, metrics=metrics)
+    resolver = ClientResolver(parse_networks(settings.trusted_proxies))
+    app.add_middleware(RequestContext, resolver=resolver, access_log=settings.access_log)
+    app.add_middleware(SecurityHeaders, docs_pages=(app.docs_url or "", app.redoc_url or "", app.swagger_ui_oauth2_redirect_url or ""))
+    app.add_middleware(HeadAsGet)
     return app
+
+
+def rate_limiter(settings: Settings, metrics: Metrics) -> rate_limit.RateLimiter:
+    """SWIRL_RATE_LIMIT* as token buckets (None where a limit is off), this process's share of them.
+
+    Each of the SWIRL_WORKERS processes keeps its own buckets and gets 1/processes of every
+    rate and burst, so a client spreading its connections over the processes never gets more
+    than the settings in total (see app/rate_limit.py).
+    """
+    share = 1.0 / max(1, int(os.environ.get("SWIRL_PROCESSES", "1")))
+    compute = requests = None
+    if settings.rate_limit > 0:
+        burst = settings.rate_limit_burst or settings.rate_limit
+        compute = rate_limit.TokenBuckets(settings.rate_limit * share, burst * share)
+    if settings.rate_limit_requests > 0:
+        burst = settings.rate_limit_requests_burst or max(1.0, settings.rate_limit_requests)
+        requests = rate_limit.TokenBuckets(settings.rate_limit_requests * share, burst * share)
+    return rate_limit.RateLimiter(compute, requests, metrics)
 
 
 app = create_app()

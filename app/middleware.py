@@ -7,6 +7,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.encoding import dumps
+from app.head import method_of
 from app.metrics import Metrics
 
 KNOWN_ENDPOINTS = frozenset(
@@ -122,7 +123,7 @@ class RequestMetrics:
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.latency.labels(endpoint=endpoint).observe(elapsed)
-            self.metrics.requests.labels(endpoint=endpoint, method=scope.get("method", ""), status=str(status)).inc()
+            self.metrics.requests.labels(endpoint=endpoint, method=method_of(scope), status=str(status)).inc()
             model = scope.get(MODEL_SCOPE_KEY)
             if model is not None:
                 self.metrics.model_requests.labels(model=model, endpoint=endpoint, status=str(status)).inc()

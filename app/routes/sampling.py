@@ -15,6 +15,7 @@ from starlette.responses import Response
 from app.encoding import JSONBytes, dumps, points
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.middleware import MODEL_SCOPE_KEY
+from app.rate_limit import charge
 from app.schemas import (
     ErrorResponse,
     ForwardRequest,
@@ -34,6 +35,7 @@ router = APIRouter(tags=["sampling"])
 ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
 ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "invalid parameter (the field is named)"},
+    429: {"model": ErrorResponse, "description": "this client's rate limit (SWIRL_RATE_LIMIT*) is used up; see Retry-After"},
     503: {"model": ErrorResponse, "description": "too much work in flight, or shutting down; see Retry-After"},
     504: {"model": ErrorResponse, "description": "timed out (SWIRL_REQUEST_TIMEOUT_S)"},
     500: {"model": ErrorResponse, "description": "the model produced non-finite values (NaN or inf); no points are returned"},
@@ -91,6 +93,7 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
     version = service.models.get(params.model)
     label_model(request, version.name)
     steps = check_sample_limits(params, version.checkpoint.schedule.timesteps, settings.max_points, settings.max_response_points, location)
+    charge(request, points=params.n, evaluations=steps)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     spec = SamplerSpec(params.sampler, steps=None if params.sampler == "ddpm" else steps, eta=params.eta)
     job = SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name)
@@ -147,13 +150,14 @@ async def sample_post(
     return await _sample(params, service, request, "body")
 
 
-@router.get("/forward", response_model=ForwardResponse, responses={422: ERRORS[422], 503: ERRORS[503]}, summary="Noised swiss roll at step t")
+@router.get("/forward", response_model=ForwardResponse, responses={422: ERRORS[422], 429: ERRORS[429], 503: ERRORS[503]}, summary="Noised swiss roll at step t")
 async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDep, request: Request) -> Response:
     """``n`` draws of q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) on fresh swiss-roll points, with the named
     model's schedule and data constants; t = 0 is the clean roll."""
     version = service.models.get(params.model)
     label_model(request, version.name)
     check_forward_limits(params, version.checkpoint.schedule.timesteps, service.settings.max_points)
+    charge(request, points=params.n)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     gate = service.forward_gate
     if not gate.enter(params.n):

@@ -71,6 +71,10 @@
       const wait = retryAfter ? ` Try again in ${retryAfter} s.` : " Try again shortly.";
       return `the server is busy or shutting down (${detail}).${wait}`;
     }
+    if (status === 429) {
+      const wait = retryAfter ? ` Try again in ${retryAfter} s.` : " Try again shortly.";
+      return `you have reached this server's rate limit (${detail}).${wait}`;
+    }
     if (status === 504) return `the server took too long (${detail}). Try fewer points or fewer steps.`;
     if (status === 413) return `the request was too large (${detail}).`;
     return `the server answered with an error (HTTP ${status}): ${detail}`;
