@@ -28,9 +28,9 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from app.config import Settings
+from app.logs import configure_logging
 from app.reload import SUPERVISOR_ENV
 from app.supervisor import Supervisor
-from app.logs import configure_logging
 
 log = logging.getLogger("swirl")
 
