@@ -58,11 +58,15 @@ test-container: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy app model
 
-## train: retrain the shipped default checkpoint (about 3 minutes on 2 CPU cores, same sha256), then evaluate it
+## train: retrain the shipped checkpoint (same model id), then evaluate it (timings: benchmarks/RESULTS.md)
 train: $(STAMP)
+	@echo "make train: 1. training checkpoints/swiss-roll (70,000 steps: 189-336 s on this project's 2-core CPU)"
+	@echo "            2. evaluating it with python -m model.evaluate (4 samplers: 205 s measured with the 2 cores shared by other jobs, load 12-16; see benchmarks/RESULTS.md)"
 	$(PY) -m model.train --out checkpoints/swiss-roll --overwrite --evaluate
 
+## evaluate: re-evaluate the shipped checkpoint and store the results in its checkpoint.json
 evaluate: $(STAMP)
+	@echo "make evaluate: python -m model.evaluate checkpoints/swiss-roll (205 s measured with the 2 cores shared by other jobs, load 12-16)"
 	$(PY) -m model.evaluate checkpoints/swiss-roll
 
 bench: $(STAMP)

@@ -63,6 +63,9 @@ def _jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return clean
 
 
+BODY_PARSE_ERROR = "There was an error parsing the body"  # fastapi.routing's HTTPException(400) detail
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, exc: RequestValidationError) -> Response:
@@ -95,6 +98,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
+            # FastAPI's 400 for a body it cannot decode (e.g. not UTF-8): bad input like any other, so 422 naming the body
+            message = "body: could not be decoded as JSON text (is it UTF-8?)"
+            return FastJSON({"error": message, "detail": [{"type": "json_invalid", "loc": ["body"], "msg": message}]}, status_code=422)
         return FastJSON({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)

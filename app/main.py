@@ -23,7 +23,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
-from app import cors, errors, rate_limit
+from app import cors, docs, errors, rate_limit
 from app.client_address import ClientResolver, parse_networks
 from app.config import Settings
 from app.head import HeadAsGet
@@ -92,8 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if multiprocess_dir() is not None:
                 mark_process_dead(os.getpid())  # this process's live gauges leave the sum
 
-    app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
     errors.install(app)
+    docs.install(app)  # /docs and /redoc with self-hosted assets under /docs-static/
     app.include_router(sampling.router)
     app.include_router(info.router)
     app.include_router(models.router)
@@ -112,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     resolver = ClientResolver(parse_networks(settings.trusted_proxies))
     app.add_middleware(RequestContext, resolver=resolver, access_log=settings.access_log)
-    app.add_middleware(SecurityHeaders, docs_pages=(app.docs_url or "", app.redoc_url or "", app.swagger_ui_oauth2_redirect_url or ""))
+    app.add_middleware(SecurityHeaders, docs_pages=docs.DOCS_PAGES)  # app.docs_url is None: app/docs.py serves them
     app.add_middleware(HeadAsGet)
     return app
 

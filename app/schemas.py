@@ -130,7 +130,16 @@ class Frame(BaseModel):
     points: list[list[float]] = Field(description="(n, 2) points at step t")
 
 
+EXAMPLE_ID = "66744bafcf2190c9fa6751e1fa0b1c3039d7329fbfe7419ec68e283e5dfe839e"
+
+
 class SampleResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"n": 2, "seed": 7, "sampler": "ddim", "steps": 10, "eta": 0.0, "model": EXAMPLE_ID, "points": [[0.412, -1.203], [-0.958, 0.377]]}]
+        }
+    )
+
     n: int
     seed: int
     sampler: str
@@ -143,6 +152,8 @@ class SampleResponse(BaseModel):
 
 
 class ForwardResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"t": 25, "n": 2, "seed": 0, "alpha_bar": 0.8204, "points": [[0.731, -0.402], [-1.118, 0.265]]}]})
+
     t: int
     n: int
     seed: int
@@ -153,6 +164,26 @@ class ForwardResponse(BaseModel):
 
 
 class ScheduleResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "timesteps": 2,
+                    "kind": "linear",
+                    "beta_start": 0.0001,
+                    "beta_end": 0.02,
+                    "alpha_bar_final": 0.9799,
+                    "beta": [0.0001, 0.02],
+                    "alpha": [0.9999, 0.98],
+                    "alpha_bar": [0.9999, 0.9799],
+                    "posterior_variance": [0.0, 0.0001],
+                    "posterior_mean_coef_x0": [1.0, 0.0050],
+                    "posterior_mean_coef_xt": [0.0, 0.9949],
+                }
+            ]
+        }
+    )
+
     timesteps: int
     kind: str
     beta_start: float
@@ -167,8 +198,78 @@ class ScheduleResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "n: Input should be greater than or equal to 1",
+                    "detail": [{"type": "greater_than_equal", "loc": ["query", "n"], "msg": "Input should be greater than or equal to 1", "input": "0"}],
+                }
+            ]
+        }
+    )
+
     error: str = Field(description="a plain-words summary naming the field")
     detail: list[dict[str, Any]] | str | None = None
+
+
+class ModelData(BaseModel):
+    noise: float = Field(description="make_swiss_roll noise of the training data")
+    mean: list[float] = Field(description="(2,) mean of the raw roll: raw = points × scale + mean")
+    scale: float = Field(description="one scalar scale: raw = points × scale + mean")
+
+
+class ModelResponse(BaseModel):
+    """The loaded checkpoint, as ``GET /model`` describes it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_ID,
+                    "name": "swiss-roll",
+                    "format_version": 2,
+                    "net": {"hidden": 64, "depth": 3, "time_embedding_dim": 32, "activation": "silu", "data_dim": 2},
+                    "parameter_count": 23042,
+                    "schedule": {"kind": "linear", "timesteps": 50, "beta_start": 0.0001, "beta_end": 0.02, "alpha_bar_final": 0.603},
+                    "data": {"noise": 0.5, "mean": [1.992, 0.2144], "scale": 6.8194},
+                    "training": {"steps": 70000, "final_loss": 0.682, "seed": 0},
+                    "evaluation": {"n": 10000, "two_sample_accuracy_floor": 0.5037},
+                    "samplers": ["ddpm", "ddim", "dpmpp2m"],
+                    "device": "cpu",
+                }
+            ]
+        }
+    )
+
+    id: str = Field(description="the model id: sha256 over the weights' canonical form (names, dtypes, shapes, bytes)")
+    name: str = Field(description="the checkpoint directory's name")
+    format_version: int = Field(description="checkpoint format version")
+    net: dict[str, Any] = Field(description="NetConfig: hidden, depth, time_embedding_dim, activation, data_dim")
+    parameter_count: int
+    schedule: dict[str, Any] = Field(description="ScheduleConfig, plus alpha_bar_final (ᾱ_T)")
+    data: ModelData
+    training: dict[str, Any] = Field(description="training summary: steps, final loss, loss curve, wall time, seed, config")
+    evaluation: dict[str, Any] = Field(description="python -m model.evaluate's results, empty when never evaluated")
+    samplers: list[str] = Field(description="samplers /sample accepts")
+    device: str = Field(description="where the model runs: cpu or cuda:N")
+
+
+class HealthResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: Literal["ok"] = Field(description="always ok while the process answers")
+
+
+class ReadyResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"status": "ready", "model": EXAMPLE_ID, "queue_depth": 0, "queue_work": 0}, {"status": "not ready"}]}
+    )
+
+    status: Literal["ready", "not ready"]
+    model: str | None = Field(None, description="the model id, once ready")
+    queue_depth: int | None = Field(None, description="requests waiting or in flight")
+    queue_work: int | None = Field(None, description="their pending work (points × network evaluations)")
 
 
 class ModelListing(BaseModel):

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import machine, table
 from model.checkpoint import load_checkpoint
 from model.diffusion import SamplerSpec
-from model.evaluate import evaluate_samplers, make_reference, sampler_label
+from model.evaluate import EvalConfig, evaluate_samplers, make_reference, sampler_label
 
 SPECS = (
     SamplerSpec("ddpm"),
@@ -34,22 +34,19 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--checkpoint", default="checkpoints/swiss-roll")
     p.add_argument("-n", type=int, default=10_000)
-    p.add_argument("--w2", action="store_true", help="also the exact W2 (slow)")
     args = p.parse_args()
     checkpoint = load_checkpoint(args.checkpoint, "cpu")
-    reference = make_reference(checkpoint, args.n)
-    results = evaluate_samplers(checkpoint, SPECS, args.n, reference, w2=args.w2)
+    config = EvalConfig(n=args.n)
+    reference = make_reference(checkpoint, config)
+    results = evaluate_samplers(checkpoint, SPECS, reference, config)
     print(f"machine: {machine()}")
     print(f"model: {args.checkpoint} ({checkpoint.sha256[:12]}); accuracy floor (two fresh rolls) {reference.accuracy_floor:.4f}\n")
     rows = []
     for spec in SPECS:
         row = results[sampler_label(spec, checkpoint.schedule.timesteps)]
         label = f"{spec.sampler}-{row['steps']}" + (f" ({spec.spacing} spacing)" if spec.spacing else "")
-        cells = [label, row["network_evaluations"], f"{row['sample_seconds']:.3f}", f"{row['two_sample_accuracy']:.4f}"]
-        if args.w2:
-            cells.append(f"{row['w2_over_floor']:.2f}")
-        rows.append(cells)
-    headers = ["sampler", "network evaluations", f"seconds (n={args.n})", "two-sample accuracy"] + (["W2 / floor"] if args.w2 else [])
+        rows.append([label, row["network_evaluations"], f"{row['sample_seconds']:.3f}", f"{row['two_sample_accuracy']:.4f}", f"{row['w2_over_floor']:.2f}"])
+    headers = ["sampler", "network evaluations", f"seconds (n={args.n})", "two-sample accuracy", f"W2 / floor (n={config.n_w2})"]
     print(table(headers, rows))
 
 

@@ -325,10 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("interrupted: students already written are complete; no partial checkpoint was written")
         return 130
     if args.evaluate:
-        from model.evaluate import evaluate_checkpoint
+        from model.evaluate import EvalConfig, evaluate_checkpoint
 
         for path in paths:
-            evaluate_checkpoint(path, n=args.eval_samples, device=device)
+            evaluate_checkpoint(path, EvalConfig(n=args.eval_samples, n_w2=min(args.eval_samples, 2_000)), device=device)
     for path in paths:
         print(path)  # noqa: T201 - the CLI's result, for scripts
     return 0

@@ -57,13 +57,13 @@ def _cell(path: str, spec: SamplerSpec, n: int) -> dict[str, Any]:
     import torch
 
     from model.data import swiss_roll
-    from model.evaluate import REFERENCE_SEED, Reference, evaluate_samplers
+    from model.evaluate import REFERENCE_SEED, EvalConfig, Reference, evaluate_samplers
 
     torch.set_num_threads(1)
     checkpoint = load_checkpoint(path, "cpu")
     norm = checkpoint.normalisation
-    reference = Reference(norm.normalise(swiss_roll(n, norm.noise, seed=REFERENCE_SEED)), float(np.nan), float(np.nan))
-    (row,) = evaluate_samplers(checkpoint, (spec,), n, reference, w2=False).values()
+    reference = Reference(norm.normalise(swiss_roll(n, norm.noise, seed=REFERENCE_SEED)), float(np.nan), float(np.nan), ())
+    (row,) = evaluate_samplers(checkpoint, (spec,), reference, EvalConfig(n=n, n_w2=min(n, 2_000)), w2=False).values()
     return row
 
 

@@ -25,7 +25,11 @@ def upgrade(directory: Path) -> tuple[str, str]:
     before = load_file(directory / WEIGHTS_FILE)
     checkpoint = load_checkpoint(directory)  # verifies the recorded id, whatever the format
     meta = read_metadata(directory)
-    new_id = save_checkpoint(directory, checkpoint.net, checkpoint.schedule.config, checkpoint.normalisation, meta["training"], meta.get("evaluation"))
+    standard = {"format_version", "weights_sha256", "net", "schedule", "data", "training", "evaluation"}
+    extra = {key: value for key, value in meta.items() if key not in standard}  # e.g. a student's section
+    new_id = save_checkpoint(
+        directory, checkpoint.net, checkpoint.schedule.config, checkpoint.normalisation, meta["training"], meta.get("evaluation"), extra=extra or None
+    )
     after = load_file(directory / WEIGHTS_FILE)
     if before.keys() != after.keys() or not all(torch.equal(before[k], after[k]) for k in before):
         raise RuntimeError(f"{directory}: the tensors changed while re-publishing")

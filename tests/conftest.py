@@ -46,7 +46,7 @@ def make_settings(checkpoint: Path, **overrides: object) -> Settings:
 async def client(tiny_checkpoint: Path) -> AsyncIterator[httpx.AsyncClient]:
     """httpx client over ASGITransport, inside the app's lifespan."""
     app = create_app(make_settings(tiny_checkpoint))
-    async with LifespanManager(app, startup_timeout=60) as manager:
+    async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://swirl.test") as http:
             yield http

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from app.encoding import FastJSON, JSONBytes
 from app.routes.sampling import label_model
-from app.schemas import MAX_MODEL_NAME, MODEL_DESCRIPTION, ScheduleResponse
+from app.schemas import MAX_MODEL_NAME, MODEL_DESCRIPTION, ModelResponse, ScheduleResponse
 from app.service import ServiceDep
 
 router = APIRouter(tags=["model"])
@@ -25,9 +25,9 @@ async def schedule(service: ServiceDep, request: Request, model: ModelQuery = No
     return JSONBytes(version.schedule_json, headers={"X-Swirl-Model": version.name, "X-Swirl-Model-Id": version.id})
 
 
-@router.get("/model", summary="A loaded model")
+@router.get("/model", response_model=ModelResponse, summary="A loaded model")
 async def model(service: ServiceDep, request: Request, model: ModelQuery = None) -> Response:
-    """Model id (sha256 of the weights) and name, network and schedule configs, parameter count, training summary,
+    """Model id (sha256 over the weights' canonical form) and name, network and schedule configs, parameter count, training summary,
     evaluation results, the data constants (points = (raw − mean) / scale) and the device in use."""
     version = service.models.get(model)
     label_model(request, version.name)

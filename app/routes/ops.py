@@ -9,18 +9,24 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 
 from app.encoding import FastJSON
+from app.schemas import HealthResponse, ReadyResponse
 from app.service import ServiceDep
 
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", response_model=HealthResponse, summary="Liveness")
 async def healthz() -> Response:
     """200 while the process is up and its event loop answers."""
     return FastJSON({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness", responses={503: {"description": "not loaded and warmed yet, or shutting down"}})
+@router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    summary="Readiness",
+    responses={503: {"model": ReadyResponse, "description": 'not loaded and warmed yet, or shutting down: {"status": "not ready"}'}},
+)
 async def readyz(service: ServiceDep) -> Response:
     """200 once the model is loaded, verified and warmed; 503 before that and while shutting down."""
     if not service.ready:

@@ -34,7 +34,7 @@ router = APIRouter(tags=["sampling"])
 
 ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
 ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorResponse, "description": "invalid parameter (the field is named)"},
+    422: {"model": ErrorResponse, "description": "invalid parameter (the field is named), or a body that is not a JSON object"},
     429: {"model": ErrorResponse, "description": "this client's rate limit (SWIRL_RATE_LIMIT*) is used up; see Retry-After"},
     503: {"model": ErrorResponse, "description": "too much work in flight, or shutting down; see Retry-After"},
     504: {"model": ErrorResponse, "description": "timed out (SWIRL_REQUEST_TIMEOUT_S)"},
@@ -42,7 +42,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
-    400: {"model": ErrorResponse, "description": "the body could not be read as text (e.g. not UTF-8)"},
     413: {"model": ErrorResponse, "description": "body larger than SWIRL_MAX_BODY_BYTES"},
 }
 

@@ -847,7 +847,7 @@
         fact("Training steps", num(training.steps)),
         fact("Wall time", duration(training.wall_time_s), "training wall-clock time"),
         fact("Device", m.device || "–"),
-        fact("Model id", idCode, id ? `sha256 of the weights: ${id}` : undefined),
+        fact("Model id", idCode, id ? `sha256 over the weights' canonical form (names, dtypes, shapes, bytes): ${id}` : undefined),
         fact("Final training loss", loss, hasCurve ? "the training loss curve, first to last step" : undefined, "wide with-spark"),
         fact(
           "Few-step",

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Build a local stand-in for the official `python:3.11-slim` image.
+# Build a local stand-in for the official `python:3.11-slim` image, under a
+# private name that no registry serves: localhost/swirl-python-standin:3.11.
 #
 # Docker Hub is not reachable from our build/CI machines, but the Debian mirror
 # is.  So: debootstrap a minimal bookworm root filesystem, import it as
 # `swirl-bookworm-minbase`, and build scripts/container/standin.Dockerfile on
 # top of it (Debian's python3 3.11 + venv + pip + the host CA bundle), tagged
-# `python:3.11-slim`.  The product Dockerfile then builds unchanged.
+# with that private name.  The product Dockerfile builds unchanged, given
+# `--build-arg PYTHON_IMAGE=localhost/swirl-python-standin:3.11` (Compose passes
+# $SWIRL_PYTHON_IMAGE).  Never tagging it `python:3.11-slim` keeps later builds on
+# this host from silently using the stand-in in place of the real image.
 #
 # Idempotent and cached:
-#   * nothing is done if an image `python:3.11-slim` already exists locally
-#     (the real one or an earlier stand-in); SWIRL_STANDIN_FORCE=1 rebuilds;
+#   * nothing is done if the stand-in already exists; SWIRL_STANDIN_FORCE=1 rebuilds;
+#   * a `python:3.11-slim` that an earlier version of this script built (label
+#     swirl.standin=1, or our apt settings file in its history) is untagged, so
+#     that name is left to the real image;
 #   * the debootstrap result is kept as a tarball in $SWIRL_STANDIN_CACHE
 #     (default /var/cache/swirl-standin), so a rebuild skips debootstrap.
 #
@@ -24,7 +30,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/container/lib.sh
 source "$HERE/lib.sh"
 
-TARGET_TAG="python:3.11-slim"
+TARGET_TAG="${SWIRL_STANDIN_TAG:-localhost/swirl-python-standin:3.11}"
+OLD_MISLEADING_TAG="python:3.11-slim"
 MINBASE_TAG="swirl-bookworm-minbase"
 SUITE="${SWIRL_DEBIAN_SUITE:-bookworm}"
 CACHE="${SWIRL_STANDIN_CACHE:-/var/cache/swirl-standin}"
@@ -72,6 +79,12 @@ main() {
     swirl_ensure_docker
     swirl_setup_builder
 
+    # An earlier stand-in: labelled, or (before the label) built with our apt settings file.
+    if [ "$(docker image inspect --format '{{ index .Config.Labels "swirl.standin" }}' "$OLD_MISLEADING_TAG" 2>/dev/null || true)" = "1" ] \
+        || docker history --no-trunc "$OLD_MISLEADING_TAG" 2>/dev/null | grep -q 99swirl-standin; then
+        swirl_log "untagging $OLD_MISLEADING_TAG: an earlier stand-in, not the real image"
+        docker image rm "$OLD_MISLEADING_TAG" >/dev/null
+    fi
     if [ "$FORCE" != "1" ] && docker image inspect "$TARGET_TAG" >/dev/null 2>&1; then
         swirl_log "$TARGET_TAG already present locally; nothing to do"
         return 0

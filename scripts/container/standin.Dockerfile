@@ -2,13 +2,15 @@
 #
 # Docker Hub cannot be reached from the build/CI machines, so
 # scripts/container/base-image.sh builds this image on top of a debootstrapped
-# Debian bookworm (minbase) root filesystem and tags it `python:3.11-slim`.
+# Debian bookworm (minbase) root filesystem and tags it
+# `localhost/swirl-python-standin:3.11` (never the real image's name).
 # Debian bookworm ships CPython 3.11, the same minor version as the real image.
 #
 # Only test infrastructure uses this file; the product Dockerfile at the top of
 # the repository is a plain `FROM python:3.11-slim` and works unchanged on a
 # machine that can pull the real image.
 FROM swirl-bookworm-minbase
+LABEL swirl.standin="1"
 
 ENV DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8

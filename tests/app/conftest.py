@@ -43,7 +43,7 @@ def running_app(tiny_checkpoint: Path) -> AppFactory:
     @asynccontextmanager
     async def factory(**overrides: Any) -> AsyncIterator[Running]:
         app = create_app(make_settings(tiny_checkpoint, **overrides))
-        async with LifespanManager(app, startup_timeout=60) as manager:
+        async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://swirl.test", timeout=60.0) as http:
                 yield Running(app, http)
@@ -58,7 +58,7 @@ async def shared_client(tiny_checkpoint: Path) -> AsyncIterator[httpx.AsyncClien
     SWIRL_MAX_RESPONSE_POINTS is lowered to 2000 so that the response-size limit is easy to reach.
     """
     app = create_app(make_settings(tiny_checkpoint, max_response_points=2_000))
-    async with LifespanManager(app, startup_timeout=60) as manager:
+    async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://swirl.test", timeout=60.0) as http:
             yield http

@@ -144,12 +144,12 @@ async def test_malformed_body_is_422_naming_the_body(http: httpx.AsyncClient, bo
 
 async def test_undecodable_body_is_a_client_error_naming_the_body(http: httpx.AsyncClient) -> None:
     response = await http.post("/sample", content=b"\xff\xfe\x00{", headers={"content-type": "application/json"})
-    assert response.status_code in (400, 422) and "body" in response.json()["error"]
+    assert_names_field(response, "body")  # 422, as the OpenAPI document says
 
 
 async def test_deeply_nested_body_is_a_client_error(http: httpx.AsyncClient) -> None:
     response = await http.post("/sample", content=b"[" * 5000 + b"]" * 5000, headers={"content-type": "application/json"})
-    assert response.status_code in (400, 422) and "body" in response.json()["error"]
+    assert_names_field(response, "body")
 
 
 async def test_extra_fields_are_refused(http: httpx.AsyncClient) -> None:

@@ -9,7 +9,8 @@
 # debootstrap with apt-get when missing, starts dockerd when it is not running;
 # dockerd is left running afterwards so that its build cache stays warm).
 # Docker Hub is not needed: scripts/container/base-image.sh builds a local
-# stand-in for python:3.11-slim when that image is missing.
+# stand-in for python:3.11-slim under a private name, passed to the build as
+# the PYTHON_IMAGE build argument (SWIRL_PYTHON_IMAGE names another base image).
 #
 # Environment:
 #   SWIRL_CONTAINER_REPORT   write the measurements (JSON) to this file
@@ -88,10 +89,13 @@ for f in pyproject.toml app/main.py model/train.py checkpoints/swiss-roll/checkp
 done
 
 # ---------------------------------------------------------------- images
-log "base image (python:3.11-slim or its local stand-in)"
+log "base image (the local stand-in for python:3.11-slim, unless SWIRL_PYTHON_IMAGE names one)"
 t=$(now)
-bash scripts/container/base-image.sh
-echo "base image ready in $(elapsed "$t" "$(now)") s"
+if [ -z "${SWIRL_PYTHON_IMAGE:-}" ]; then
+    bash scripts/container/base-image.sh
+    export SWIRL_PYTHON_IMAGE="localhost/swirl-python-standin:3.11"
+fi
+echo "base image $SWIRL_PYTHON_IMAGE ready in $(elapsed "$t" "$(now)") s"
 
 log "torch for the image: $TORCH_MODE"
 mkdir -p "$WHEELS_DIR"
@@ -114,8 +118,8 @@ t=$(now)
 # The intermediate stages are tagged so that they stay in the build cache when
 # the dangling images of earlier builds are pruned below (each change of the
 # dependencies would otherwise leave ~10 GB behind).
-docker build --target deps -t "swirl-cache:deps-$TORCH_MODE" .
-docker build --target build -t "swirl-cache:build-$TORCH_MODE" .
+docker build --build-arg PYTHON_IMAGE="$SWIRL_PYTHON_IMAGE" --target deps -t "swirl-cache:deps-$TORCH_MODE" .
+docker build --build-arg PYTHON_IMAGE="$SWIRL_PYTHON_IMAGE" --target build -t "swirl-cache:build-$TORCH_MODE" .
 compose build api
 BUILD_S=$(elapsed "$t" "$(now)")
 rm -f "$WHEELS_DIR"/*.whl
@@ -232,6 +236,14 @@ NEW_SHA="$(compose --profile train run --rm --no-deps --entrypoint cat train \
 echo "old model id: $OLD_ID"
 echo "new weights sha256: $NEW_SHA"
 [ "$NEW_SHA" != "$OLD_ID" ] || swirl_die "the retrained checkpoint has the default one's sha256"
+# The model id depends on the weights alone: the same seeded training on this host's CPU
+# must give the id the container's training gave.
+HOST_RUN="$(mktemp -d)"
+"$PYTHON" -m model.train --out "$HOST_RUN/retrained" --steps "$TRAIN_STEPS" --device cpu --no-progress >/dev/null
+HOST_SHA="$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["weights_sha256"])' "$HOST_RUN/retrained/checkpoint.json")"
+rm -rf "$HOST_RUN"
+echo "same training on the host: $HOST_SHA"
+[ "$HOST_SHA" = "$NEW_SHA" ] || swirl_die "the host's model id $HOST_SHA differs from the container's $NEW_SHA for the same training"
 
 log "reload: the running api picks the retrained model up on SIGHUP, without a restart"
 API_CID="$(compose ps -q api)"

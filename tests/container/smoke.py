@@ -84,6 +84,14 @@ def main() -> int:
                 fail(f"GET {path} -> {response.status_code} {response.headers.get('content-type')}: the page is not served")
         print("smoke: the page and its assets are served")
 
+        docs = [("/docs", "text/html"), ("/redoc", "text/html")]
+        docs += [("/docs-static/swagger-ui-bundle.js", "javascript"), ("/docs-static/redoc.standalone.js", "javascript")]
+        for path, kind in docs:
+            response = client.get(path)
+            if response.status_code != 200 or kind not in response.headers.get("content-type", ""):
+                fail(f"GET {path} -> {response.status_code} {response.headers.get('content-type')}: the API docs are not served offline")
+        print("smoke: /docs and /redoc and their assets are served by the image")
+
         first = get_json(client, "/sample", n=N, seed=SEED)
         points = find_points(first)
         if len(points) != N:
