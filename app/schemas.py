@@ -272,7 +272,29 @@ class ReadyResponse(BaseModel):
     queue_work: int | None = Field(None, description="their pending work (points × network evaluations)")
 
 
+_LISTING_EXAMPLE: dict[str, Any] = {
+    "name": "swiss-roll",
+    "id": EXAMPLE_ID,
+    "state": "available",
+    "default": True,
+    "schedule": {"kind": "linear", "timesteps": 50, "beta_start": 0.0001, "beta_end": 0.02, "alpha_bar_final": 0.603},
+    "network": {"hidden": 64, "depth": 3, "time_embedding_dim": 32, "activation": "silu", "data_dim": 2},
+    "parameter_count": 23042,
+    "evaluation": {"n": 10000},
+    "loaded_at": "2026-11-28T07:00:00+00:00",
+    "load_seconds": 0.05,
+    "warm_seconds": 0.3,
+    "versions_loaded": 1,
+    "error": None,
+    "last_reload": {"at": "2026-11-28T07:10:00+00:00", "result": "loaded", "id": EXAMPLE_ID},
+}
+
+
 class ModelListing(BaseModel):
+    """One model of the repository, as ``GET /models`` lists it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_LISTING_EXAMPLE]})
+
     name: str
     id: str | None = Field(description="sha256 of the serving version's weights; null while unavailable")
     state: Literal["available", "unavailable"]
@@ -290,12 +312,32 @@ class ModelListing(BaseModel):
 
 
 class ModelsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"default": "swiss-roll", "models": [_LISTING_EXAMPLE], "process": 12345}]})
+
     default: str
     models: list[ModelListing]
     process: int = Field(description="the server process that answered (each holds its own versions)")
 
 
 class ReloadResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "models": {
+                        "swiss-roll": {"result": "loaded", "id": EXAMPLE_ID, "previous": "0" * 64},
+                        "swiss-roll-cosine": {"result": "unchanged", "id": "1" * 64},
+                    },
+                    "failed": [],
+                    "ok": True,
+                    "seconds": 0.41,
+                    "process": 12345,
+                    "other_processes_signalled": True,
+                }
+            ]
+        }
+    )
+
     models: dict[str, dict[str, Any]] = Field(description="by name: result (loaded, unchanged, failed, removed), id, previous or error")
     failed: list[str]
     ok: bool = Field(description="no model failed to load")
