@@ -87,14 +87,16 @@ RUN pip install --no-cache-dir --no-deps /tmp/dist/*.whl \
  && rm -rf /tmp/dist
 
 WORKDIR /app
-# The shipped default checkpoint; trained ones are mounted under /srv/checkpoints.
-COPY --from=build /src/checkpoints/swiss-roll/ /app/checkpoints/swiss-roll/
+# The shipped models (the default `swiss-roll` and the others in the repo);
+# trained ones are mounted under /srv/checkpoints and served beside them.
+COPY --from=build /src/checkpoints/ /app/checkpoints/
 
 # SWIRL_WORKERS=0: one server process per CPU core the container may use (one on a GPU).
 ENV SWIRL_HOST=0.0.0.0 \
     SWIRL_PORT=8000 \
     SWIRL_WORKERS=0 \
     SWIRL_CHECKPOINT=/app/checkpoints/swiss-roll \
+    SWIRL_MODELS=/app/checkpoints:/srv/checkpoints \
     HOME=/home/swirl \
     XDG_CACHE_HOME=/tmp/.cache
 

@@ -6,23 +6,31 @@ of the cores as torch threads: one Python process keeps only about one core busy
 its event loop and its engine share the GIL. Per-request seeds make every process give
 the same answer. Metrics go through Prometheus' multiprocess mode, so ``/metrics`` sums
 every process whichever one answers.
+
+SIGHUP reloads the models in every process without a restart: the processes run under
+``app.supervisor``, which forwards the signal to each; a single process answers it itself.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from types import FrameType
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from app.config import Settings
 from app.logs import configure_logging
+from app.reload import SUPERVISOR_ENV
+from app.supervisor import Supervisor
 
 log = logging.getLogger("swirl")
 
@@ -52,7 +60,7 @@ def main() -> None:
     # one the process would die of the signal (exit status 143) after a clean shutdown.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:app",
         host=settings.host,
         port=settings.port,
@@ -63,6 +71,21 @@ def main() -> None:
         log_config=None,  # uvicorn's own records go through app.logs' handler and format
         proxy_headers=False,  # X-Forwarded-For is judged by SWIRL_TRUSTED_PROXIES (app.client_address), not uvicorn
     )
+    if workers > 1:
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # POST /admin/reload signals the supervisor
+        supervisor = Supervisor(config, sockets=[config.bind_socket()])
+        with contextlib.suppress(KeyboardInterrupt):
+            supervisor.run()
+        if supervisor.startup_failed:
+            sys.exit(STARTUP_FAILURE)
+        return
+    os.environ.pop(SUPERVISOR_ENV, None)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the app's lifespan answers it with a reload
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.client_address import parse_networks
@@ -18,7 +18,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SWIRL_", extra="ignore")
 
-    checkpoint: Path = Field(Path("checkpoints/swiss-roll"), description="checkpoint directory to load")
+    checkpoint: Path = Field(Path("checkpoints/swiss-roll"), description="checkpoint directory to load (one model; SWIRL_MODELS wins when set)")
+    models: str = Field("", description="model repository: directories (':'-separated); each subfolder with a checkpoint.json is a model named by it")
+    default_model: str = Field("swiss-roll", description="the model a request without `model` gets (with one model, that one)")
+    admin_token: SecretStr | None = Field(None, description="bearer token for POST /admin/reload; unset or empty keeps the admin API off")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available")
     host: str = Field("127.0.0.1", description="bind host (the container sets 0.0.0.0)")
     port: int = Field(8000, ge=1, le=65535, description="bind port")

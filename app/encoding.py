@@ -75,6 +75,7 @@ METADATA_HEADERS = {
     "steps": "Swirl-Steps",
     "eta": "Swirl-Eta",
     "model": "Swirl-Model",
+    "model_name": "Swirl-Model-Name",
     "space": "Swirl-Space",
     "t": "Swirl-T",
     "alpha_bar": "Swirl-Alpha-Bar",

@@ -1,9 +1,11 @@
 """``create_app()``: the FastAPI application, its lifespan and its routes.
 
-Start-up loads and verifies the checkpoint, moves it to the device, warms the chain up
-and starts the worker; only then does ``/readyz`` answer 200. A missing or corrupt
-checkpoint stops start-up with a clear message (the process exits non-zero). Shutdown
-refuses new samples, finishes the admitted ones, then stops the worker.
+Start-up loads and verifies every model (``app.models``), moves them to the device, warms
+them up and starts the worker; only then does ``/readyz`` answer 200. A missing or corrupt
+default checkpoint stops start-up with a clear message (the process exits non-zero);
+another corrupt model is left out and shown unavailable. From the start of the lifespan
+the process answers SIGHUP by reloading its models (``app.reload``). Shutdown refuses new
+samples, finishes the admitted ones, then stops the worker.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from app.head import HeadAsGet
 from app.logs import configure_logging
 from app.metrics import Metrics, multiprocess_dir
 from app.middleware import BodyLimit, RequestMetrics
+from app.reload import Reloader
 from app.request_context import RequestContext
-from app.routes import info, ops, sampling, stream, v2
+from app.routes import admin, info, models, ops, sampling, stream, v2
 from app.security_headers import SecurityHeaders
 from app.service import Service
 from model.checkpoint import CheckpointError
@@ -53,26 +56,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
         started = time.perf_counter()
+        reloader = app.state.reloader = Reloader()
+        reloader.install()
         try:
             service = await run_in_threadpool(Service.load, settings, metrics)
         except (CheckpointError, RuntimeError, ValueError) as exc:
+            reloader.uninstall()
             log.critical("cannot start: %s", exc)
             raise
         app.state.service = service
-        await run_in_threadpool(service.worker.warm_up)
+        await run_in_threadpool(service.models.warm_up_all)
         service.worker.start()
         service.ready = True
         metrics.ready.set(1)
+        reloader.attach(service.models)
+        default = service.models.get()
         log.info(
-            "ready in %.2f s: checkpoint %s (%s) on %s",
+            "ready in %.2f s: %d model(s), default %s (%s) on %s",
             time.perf_counter() - started,
-            settings.checkpoint,
-            service.checkpoint.sha256[:12],
-            service.checkpoint.device,
+            len(service.models.names),
+            default.name,
+            default.id[:12],
+            default.checkpoint.device,
         )
         try:
             yield
         finally:
+            reloader.uninstall()
+            await reloader.wait()
             service.ready = False
             metrics.ready.set(0)
             log.info("shutting down: finishing admitted requests")
@@ -87,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sampling.router)
     app.include_router(stream.router)
     app.include_router(info.router)
+    app.include_router(models.router)
+    app.include_router(admin.router)
     app.include_router(ops.router)
     app.include_router(v2.router)
 

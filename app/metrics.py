@@ -39,6 +39,22 @@ class Metrics:
         self.points = Counter("swirl_points_generated", "points returned, by endpoint", ["endpoint"], registry=r)
         self.rejected = Counter("swirl_rejected", "requests refused or abandoned, by reason", ["reason"], registry=r)
         self.ready = Gauge("swirl_ready", "server processes loaded and warmed", registry=r, multiprocess_mode="livesum")
+        # per model (labels are names from the repository, never raw request input)
+        self.model_requests = Counter("swirl_model_requests", "requests that named a model (or got the default)", ["model", "endpoint", "status"], registry=r)
+        self.model_errors = Counter("swirl_model_errors", "requests on a model answered with status >= 400", ["model", "endpoint", "status"], registry=r)
+        self.model_latency = Histogram(
+            "swirl_model_request_seconds", "request latency by model and endpoint", ["model", "endpoint"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.model_points = Counter("swirl_model_points_generated", "points returned, by model and endpoint", ["model", "endpoint"], registry=r)
+        self.model_versions = Gauge(
+            "swirl_model_versions_loaded",
+            "versions of a model held by the engine (2 while an old one finishes its requests; the most any process holds)",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.model_available = Gauge("swirl_model_available", "1 while the model serves (in every process)", ["model"], registry=r, multiprocess_mode="livemin")
+        self.model_reloads = Counter("swirl_model_reloads", "reload outcomes by model: loaded, failed, removed", ["model", "result"], registry=r)
 
     def exposition(self) -> bytes:
         """The text exposition: this registry, or every live process's when running several."""

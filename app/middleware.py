@@ -10,17 +10,37 @@ from app.encoding import dumps
 from app.head import method_of
 from app.metrics import Metrics
 
-KNOWN_ENDPOINTS = frozenset({"/", "/sample", "/sample/stream", "/forward", "/schedule", "/model", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"})
+KNOWN_ENDPOINTS = frozenset(
+    {
+        "/",
+        "/sample",
+        "/sample/stream",
+        "/forward",
+        "/schedule",
+        "/model",
+        "/models",
+        "/admin/reload",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/openapi.json",
+    }
+)
+MODEL_SCOPE_KEY = "swirl.model"
+"""Routes that resolved a model put its name here, for the per-model metrics."""
 
 
 def endpoint_label(path: str) -> str:
-    """A bounded label: known paths as they are, /static/… and the Open Inference Protocol's /v2/… as one each."""
+    """A bounded label: known paths as they are; /static/…, /models/{name} and the Open Inference Protocol's /v2/… as one each."""
     if path in KNOWN_ENDPOINTS:
         return path
     if path.startswith("/static/"):
         return "/static"
     if path == "/v2" or path.startswith("/v2/"):
         return "/v2"
+    if path.startswith("/models/"):
+        return "/models/{name}"
     return "other"
 
 
@@ -91,7 +111,8 @@ class BodyLimit:
 
 
 class RequestMetrics:
-    """Counts requests and latency per endpoint (unknown paths share one label)."""
+    """Counts requests and latency per endpoint (unknown paths share one label), and per
+    model for requests whose route resolved one (``scope[MODEL_SCOPE_KEY]``)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -115,5 +136,12 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, tracking_send)
         finally:
-            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.latency.labels(endpoint=endpoint).observe(elapsed)
             self.metrics.requests.labels(endpoint=endpoint, method=method_of(scope), status=str(status)).inc()
+            model = scope.get(MODEL_SCOPE_KEY)
+            if model is not None:
+                self.metrics.model_requests.labels(model=model, endpoint=endpoint, status=str(status)).inc()
+                self.metrics.model_latency.labels(model=model, endpoint=endpoint).observe(elapsed)
+                if status >= 400:
+                    self.metrics.model_errors.labels(model=model, endpoint=endpoint, status=str(status)).inc()

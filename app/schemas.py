@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_SEED = 2**53 - 1  # JSON-safe: survives a round trip through JavaScript numbers
 Space = Literal["model", "data"]
 SPACE_DESCRIPTION = "model: the normalised space the diffusion runs in; data: the swiss roll's own (x, z) = point × scale + mean"
+MAX_MODEL_NAME = 64
+MODEL_DESCRIPTION = "model name (GET /models lists them); the default model (SWIRL_DEFAULT_MODEL) when omitted"
 
 
 def _reject_non_integers(value: Any) -> Any:
@@ -52,6 +54,7 @@ class SampleRequest(BaseModel):
     eta: float = Field(0.0, ge=0.0, le=1.0, allow_inf_nan=False, description="DDIM only: 0 deterministic, 1 DDPM-like noise", examples=[0.0])
     trajectory_every: int | None = Field(None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5])
     space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["data"])
+    model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
     _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(_reject_non_integers)
     _floats = field_validator("eta", mode="before")(_reject_booleans)
@@ -66,6 +69,7 @@ class ForwardRequest(BaseModel):
     n: int = Field(1000, ge=1, description="number of points (at most SWIRL_MAX_POINTS)", examples=[1000])
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="random seed for the roll and the noise; picked when omitted", examples=[0])
     space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["model"])
+    model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
     _ints = field_validator("t", "n", "seed", mode="before")(_reject_non_integers)
 
@@ -136,7 +140,19 @@ EXAMPLE_ID = "66744bafcf2190c9fa6751e1fa0b1c3039d7329fbfe7419ec68e283e5dfe839e"
 class SampleResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"n": 2, "seed": 7, "sampler": "ddim", "steps": 10, "eta": 0.0, "model": EXAMPLE_ID, "points": [[0.412, -1.203], [-0.958, 0.377]]}]
+            "examples": [
+                {
+                    "n": 2,
+                    "seed": 7,
+                    "sampler": "ddim",
+                    "steps": 10,
+                    "eta": 0.0,
+                    "model": EXAMPLE_ID,
+                    "model_name": "swiss-roll",
+                    "space": "model",
+                    "points": [[0.412, -1.203], [-0.958, 0.377]],
+                }
+            ]
         }
     )
 
@@ -145,19 +161,37 @@ class SampleResponse(BaseModel):
     sampler: str
     steps: int = Field(description="network evaluations used")
     eta: float
-    model: str = Field(description="sha256 of the checkpoint's weights")
+    model: str = Field(description="id of the model version that answered: sha256 of its checkpoint's weights")
+    model_name: str = Field(description="name of the model that answered")
     space: Space = Field(description="the space of every point in this answer")
     points: list[list[float]] = Field(description="(n, 2) samples, in `space`")
     trajectory: list[Frame] | None = Field(None, description="present when trajectory_every is given")
 
 
 class ForwardResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"t": 25, "n": 2, "seed": 0, "alpha_bar": 0.8204, "points": [[0.731, -0.402], [-1.118, 0.265]]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "t": 25,
+                    "n": 2,
+                    "seed": 0,
+                    "alpha_bar": 0.8204,
+                    "model": EXAMPLE_ID,
+                    "model_name": "swiss-roll",
+                    "space": "model",
+                    "points": [[0.731, -0.402], [-1.118, 0.265]],
+                }
+            ]
+        }
+    )
 
     t: int
     n: int
     seed: int
     alpha_bar: float = Field(description="ᾱ_t")
+    model: str = Field(description="id (sha256) of the model whose schedule and data constants were used")
+    model_name: str = Field(description="name of that model")
     space: Space = Field(description="the space of the points")
     points: list[list[float]] = Field(description="(n, 2) draws of q(x_t | x_0), in `space`")
 
@@ -269,3 +303,77 @@ class ReadyResponse(BaseModel):
     model: str | None = Field(None, description="the model id, once ready")
     queue_depth: int | None = Field(None, description="requests waiting or in flight")
     queue_work: int | None = Field(None, description="their pending work (points × network evaluations)")
+
+
+_LISTING_EXAMPLE: dict[str, Any] = {
+    "name": "swiss-roll",
+    "id": EXAMPLE_ID,
+    "state": "available",
+    "default": True,
+    "schedule": {"kind": "linear", "timesteps": 50, "beta_start": 0.0001, "beta_end": 0.02, "alpha_bar_final": 0.603},
+    "network": {"hidden": 64, "depth": 3, "time_embedding_dim": 32, "activation": "silu", "data_dim": 2},
+    "parameter_count": 23042,
+    "evaluation": {"n": 10000},
+    "loaded_at": "2026-11-28T07:00:00+00:00",
+    "load_seconds": 0.05,
+    "warm_seconds": 0.3,
+    "versions_loaded": 1,
+    "error": None,
+    "last_reload": {"at": "2026-11-28T07:10:00+00:00", "result": "loaded", "id": EXAMPLE_ID},
+}
+
+
+class ModelListing(BaseModel):
+    """One model of the repository, as ``GET /models`` lists it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_LISTING_EXAMPLE]})
+
+    name: str
+    id: str | None = Field(description="sha256 of the serving version's weights; null while unavailable")
+    state: Literal["available", "unavailable"]
+    default: bool = Field(description="requests without `model` get this one")
+    schedule: dict[str, Any] | None = None
+    network: dict[str, Any] | None = None
+    parameter_count: int | None = None
+    evaluation: dict[str, Any] | None = None
+    loaded_at: str | None = Field(None, description="when the serving version was loaded (UTC, ISO 8601)")
+    load_seconds: float | None = Field(None, description="reading and verifying the checkpoint, building the network")
+    warm_seconds: float | None = Field(None, description="the first run of each sampler through the engine")
+    versions_loaded: int = Field(description="versions in this process's engine: 2 while an old one finishes its requests")
+    error: str | None = Field(None, description="why the model is unavailable")
+    last_reload: dict[str, Any] | None = Field(None, description="the last reload's outcome for this model: at, result (loaded / failed), id or error")
+
+
+class ModelsResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"default": "swiss-roll", "models": [_LISTING_EXAMPLE], "process": 12345}]})
+
+    default: str
+    models: list[ModelListing]
+    process: int = Field(description="the server process that answered (each holds its own versions)")
+
+
+class ReloadResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "models": {
+                        "swiss-roll": {"result": "loaded", "id": EXAMPLE_ID, "previous": "0" * 64},
+                        "swiss-roll-cosine": {"result": "unchanged", "id": "1" * 64},
+                    },
+                    "failed": [],
+                    "ok": True,
+                    "seconds": 0.41,
+                    "process": 12345,
+                    "other_processes_signalled": True,
+                }
+            ]
+        }
+    )
+
+    models: dict[str, dict[str, Any]] = Field(description="by name: result (loaded, unchanged, failed, removed), id, previous or error")
+    failed: list[str]
+    ok: bool = Field(description="no model failed to load")
+    seconds: float
+    process: int = Field(description="the server process that answered")
+    other_processes_signalled: bool = Field(description="the other server processes were told to reload too")

@@ -31,7 +31,10 @@ a crowd whenever the matrix kernels are (tests/model/test_engine.py checks both)
 Scheduling: blocks are taken in order of ``arrival + remaining work / throughput`` until
 the row budget is reached (the last block may overshoot it). Small requests therefore go
 first, while a long request keeps whatever budget is left and gains priority as it ages,
-so it is never starved.
+so it is never starved. With several models in flight, the models share the budget by
+deficit round robin (each earns an equal share per tick and spends it on its own blocks
+in that order): a flood on one model, however aged, can neither keep another model out of
+the ticks nor make them long.
 """
 
 from __future__ import annotations
@@ -207,6 +210,7 @@ class Engine:
         self._models: dict[Hashable, Denoiser] = {}
         self._runners: dict[Hashable, TickRunner | None] = {}
         self._requests: list[EngineRequest] = []
+        self._credit: dict[Hashable, int] = {}  # rows each model may still take (several models in flight)
         self._tables: dict[int, np.ndarray] = {}  # id(plan) → table, for plans in flight
         self._zeros = torch.zeros((0, 2), device=self.device)
         self.remaining_work = 0  # rows × steps still to go, over every request in flight
@@ -228,6 +232,10 @@ class Engine:
 
     def has_model(self, key: Hashable) -> bool:
         return key in self._models
+
+    @property
+    def model_keys(self) -> list[Hashable]:
+        return list(self._models)
 
     # -- requests ---------------------------------------------------------------------
 
@@ -316,6 +324,10 @@ class Engine:
             return [b for b in _block_order(head) if b.k < len(b.table)]
         rate = max(self.throughput, 1.0)
         order = sorted(self._requests, key=lambda r: r.submitted_at + r.remaining / rate)
+        models = {r.model for r in order}
+        if len(models) > 1:
+            return self._schedule_shared(order, len(models))
+        self._credit.clear()
         budget, used, picked = self.tick_rows, 0, list[_Block]()
         for request in order:
             for block in _block_order(request):
@@ -324,6 +336,32 @@ class Engine:
                 if block.k < len(block.table):
                     picked.append(block)
                     used += block.rows
+        return picked
+
+    def _schedule_shared(self, order: list[EngineRequest], models: int) -> list[_Block]:
+        """Several models in flight: deficit round robin over the models. Each tick every model
+        earns an equal share of the row budget and spends its credit on its blocks in priority
+        order; a block larger than the credit waits for a later tick. A model with a few small
+        requests is then in every tick, while a flooded model with blocks of a whole budget
+        takes part in every other tick (with two models): its rows per second stay about the
+        same (its ticks cost what they carry), and the small requests' ticks stay short."""
+        share = max(1, self.tick_rows // models)
+        by_model: dict[Hashable, list[_Block]] = {}
+        for request in order:
+            blocks = by_model.setdefault(request.model, [])
+            blocks.extend(b for b in request.blocks if b.k < len(b.table))
+        picked: list[_Block] = []
+        for model, blocks in by_model.items():
+            credit = self._credit.get(model, 0) + share
+            for block in blocks:
+                if block.rows > credit:
+                    break
+                picked.append(block)
+                credit -= block.rows
+            # no banking beyond one budget (or its next block), none for a model with nothing waiting
+            self._credit[model] = min(credit, max(self.tick_rows, blocks[0].rows)) if blocks else 0
+        for model in [m for m in self._credit if m not in by_model]:
+            del self._credit[model]
         return picked
 
     def _start(self, block: _Block) -> None:

@@ -110,12 +110,13 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real server on the shipped checkpoint, or SWIRL_BASE_URL when set (e.g. a container)."""
+    """Base URL of a real server on the shipped models, or SWIRL_BASE_URL when set (e.g. a container)."""
     external = os.environ.get("SWIRL_BASE_URL")
     if external:
         yield external.rstrip("/")
         return
-    server = start_server(SHIPPED_CHECKPOINT, tmp_path_factory.mktemp("server") / "server.log")
+    # every shipped model, as the image serves them (the default is swiss-roll)
+    server = start_server(SHIPPED_CHECKPOINT, tmp_path_factory.mktemp("server") / "server.log", SWIRL_MODELS=str(ROOT / "checkpoints"))
     try:
         yield server.url
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
@@ -30,7 +32,14 @@ async def readyz(service: ServiceDep) -> Response:
     if not service.ready:
         return FastJSON({"status": "not ready"}, status_code=503)
     return FastJSON(
-        {"status": "ready", "model": service.checkpoint.sha256, "queue_depth": service.worker.queue_depth, "queue_work": service.worker.pending_work}
+        {
+            "status": "ready",
+            "model": service.checkpoint.sha256,
+            "models": len(service.models.names),
+            "queue_depth": service.worker.queue_depth,
+            "queue_work": service.worker.pending_work,
+            "process": os.getpid(),
+        }
     )
 
 

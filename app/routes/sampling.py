@@ -23,6 +23,7 @@ from starlette.responses import Response
 from app import encoding
 from app.encoding import JSON, NPY, POINT_FORMATS
 from app.errors import RequestTimeout, ServiceUnavailable
+from app.middleware import MODEL_SCOPE_KEY
 from app.negotiation import accepts_encoding, negotiate
 from app.rate_limit import charge
 from app.schemas import (
@@ -162,23 +163,35 @@ async def run_job(service: Service, job: SampleJob, request: Request) -> SampleR
         return None
 
 
-def sample_job(params: SampleRequest, service: Service, location: str) -> tuple[SampleJob, int]:
-    """The worker job for validated ``params`` (422 past a configured limit) and its number of steps."""
+def label_model(request: Request, name: str) -> None:
+    """Name the model a request resolved to, for the per-model metrics (app.middleware)."""
+    request.scope[MODEL_SCOPE_KEY] = name  # the scope is per request (lifespan state may be shared)
+
+
+def sample_job(params: SampleRequest, service: Service, location: str, request: Request | None = None) -> tuple[SampleJob, int]:
+    """The worker job for validated ``params`` on the named model (422 past a configured limit, or for an
+    unknown model) and its number of steps."""
     settings = service.settings
-    steps = check_sample_limits(params, service.checkpoint.schedule.timesteps, settings.max_points, settings.max_response_points, location)
+    version = service.models.get(params.model)
+    if request is not None:
+        label_model(request, version.name)
+    steps = check_sample_limits(params, version.checkpoint.schedule.timesteps, settings.max_points, settings.max_response_points, location)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     spec = SamplerSpec(params.sampler, steps=None if params.sampler == "ddpm" else steps, eta=params.eta)
-    return SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every), steps
+    return SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name), steps
 
 
 def sample_metadata(params: SampleRequest, job: SampleJob, steps: int, service: Service) -> dict[str, Any]:
+    served = job.served  # the version it ran on: the current one when it was admitted
+    assert served is not None
     return {
         "n": params.n,
         "seed": job.seed,
         "sampler": params.sampler,
         "steps": steps,
         "eta": params.eta,
-        "model": service.checkpoint.sha256,
+        "model": served.id,
+        "model_name": served.name,
         "space": params.space,
     }
 
@@ -193,7 +206,8 @@ async def encode_points(
     timing: tuple[float | None, float | None],
 ) -> Response:
     """The answer in ``media_type``, in ``metadata["space"]``, with its headers (Swirl-*, Server-Timing, Vary)."""
-    space, normalisation = metadata["space"], service.checkpoint.normalisation
+    space = metadata["space"]
+    normalisation = service.models.get(metadata.get("model_name")).checkpoint.normalisation
     gzip_min = service.settings.gzip_min_bytes
     compress = media_type == JSON and gzip_min > 0 and accepts_encoding(request.headers.get("accept-encoding"), "gzip")
 
@@ -219,7 +233,7 @@ async def encode_points(
 
 async def _sample(params: SampleRequest, service: Service, request: Request, location: str) -> Response:
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
-    job, steps = sample_job(params, service, location)
+    job, steps = sample_job(params, service, location, request)
     charge(request, points=params.n, evaluations=steps)
     result = await run_job(service, job, request)
     if result is None:
@@ -229,6 +243,7 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
     if frames is not None:
         metadata["trajectory_t"] = [t for t, _ in frames]
     service.metrics.points.labels(endpoint="sample").inc(params.n)
+    service.metrics.model_points.labels(model=metadata["model_name"], endpoint="sample").inc(params.n)
     return await encode_points(request, service, media_type, metadata, result.points, frames, (result.queue_seconds, result.compute_seconds))
 
 
@@ -281,7 +296,9 @@ async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDe
 
     JSON or ``.npy`` by ``Accept``, model or data ``space``, as ``/sample``."""
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
-    check_forward_limits(params, service.checkpoint.schedule.timesteps, service.settings.max_points)
+    version = service.models.get(params.model)
+    label_model(request, version.name)
+    check_forward_limits(params, version.checkpoint.schedule.timesteps, service.settings.max_points)
     charge(request, points=params.n)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
     submitted = time.perf_counter()
@@ -289,7 +306,7 @@ async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDe
 
     def compute() -> np.ndarray:
         started.append(time.perf_counter())
-        return service.forward(params.t, params.n, seed)
+        return version.forward(params.t, params.n, seed)
 
     gate = service.forward_gate
     if not gate.enter(params.n):
@@ -301,6 +318,15 @@ async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDe
     finally:
         gate.leave(params.n)
     compute_s = time.perf_counter() - started[0]
-    metadata = {"t": params.t, "n": params.n, "seed": seed, "alpha_bar": service.checkpoint.schedule.alpha_bar(params.t), "space": params.space}
+    metadata = {
+        "t": params.t,
+        "n": params.n,
+        "seed": seed,
+        "alpha_bar": version.checkpoint.schedule.alpha_bar(params.t),
+        "model": version.id,
+        "model_name": version.name,
+        "space": params.space,
+    }
     service.metrics.points.labels(endpoint="forward").inc(params.n)
+    service.metrics.model_points.labels(model=version.name, endpoint="forward").inc(params.n)
     return await encode_points(request, service, media_type, metadata, xt, None, (started[0] - submitted, compute_s))

@@ -141,7 +141,7 @@ def _failure(job: SampleJob) -> dict[str, Any]:
 async def _events(
     service: Service, job: SampleJob, frames: FrameQueue, first: Item, metadata: dict[str, Any], deadline: float, submitted: float
 ) -> AsyncIterator[bytes]:
-    space, normalisation = metadata["space"], service.checkpoint.normalisation
+    space, normalisation = metadata["space"], service.models.get(metadata.get("model_name")).checkpoint.normalisation
     encode_s, item, finished = 0.0, first, False
     ts: list[int] = []
 
@@ -189,7 +189,7 @@ async def sample_stream(params: Annotated[SampleRequest, Query()], service: Serv
     negotiate(request.headers.get("accept"), (EVENT_STREAM,))
     if params.trajectory_every is None:
         params = params.model_copy(update={"trajectory_every": DEFAULT_EVERY})
-    job, steps = sample_job(params, service, "query")
+    job, steps = sample_job(params, service, "query", request)
     charge(request, points=params.n, evaluations=steps)
     every = params.trajectory_every
     assert every is not None

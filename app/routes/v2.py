@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from app import encoding
 from app.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
-from app.errors import validation_summary
+from app.errors import ServiceUnavailable, validation_summary
 from app.negotiation import accepts_encoding
 from app.rate_limit import charge
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job, sample_job
@@ -83,12 +83,18 @@ def _error(exc: V2Error) -> Response:
 
 
 def _resolve(service: Service, model: str, version: str | None) -> str:
-    """The model version that serves ``model`` (404 when unknown)."""
-    if model != DEFAULT_MODEL:
-        raise V2Error(404, f"unknown model {model!r}; this server serves: {DEFAULT_MODEL}")
-    if version is not None and version != service.checkpoint.sha256:
-        raise V2Error(404, f"unknown version {version!r} of model {model!r}; loaded: {service.checkpoint.sha256}")
-    return service.checkpoint.sha256
+    """The id of the version that serves ``model`` now (404 when unknown, 503 when unavailable).
+
+    Every model of the repository is served under its own name; ``swirl`` is the default model."""
+    try:
+        current = service.models.get(None if model == DEFAULT_MODEL else model)
+    except InvalidParameter:
+        raise V2Error(404, f"unknown model {model!r}; this server serves: {', '.join([DEFAULT_MODEL, *service.models.names])}") from None
+    except ServiceUnavailable as exc:
+        raise V2Error(503, str(exc)) from None
+    if version is not None and version != current.id:
+        raise V2Error(404, f"unknown version {version!r} of model {model!r}; loaded: {current.id}")
+    return current.id
 
 
 # -- health and metadata -------------------------------------------------------------------
@@ -308,8 +314,8 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
         loaded = _resolve(service, model, version)
         body = decompress(await request.body(), request.headers.get("content-encoding"), service.settings.max_body_bytes)
         parsed = parse_infer(body, request.headers.get(INFERENCE_HEADER))
-        params = _sample_request(parsed.values)
-        job, steps = sample_job(params, service, "body")
+        params = _sample_request({**parsed.values, "model": None if model == DEFAULT_MODEL else model})
+        job, steps = sample_job(params, service, "body", request)
         charge(request, points=params.n, evaluations=steps)  # over the limit: 429 with {"error"}
         if params.trajectory_every is None and parsed.outputs and {"trajectory", "trajectory_t"} & parsed.outputs.keys():
             raise V2Error(400, "output 'trajectory': needs the trajectory_every input")
@@ -345,7 +351,7 @@ def _encode_outputs(
     header: dict[str, Any], parsed: InferRequest, params: SampleRequest, result: SampleResult, service: Service, gzip_ok: bool
 ) -> tuple[bytes, dict[str, str]]:
     """The requested outputs as JSON tensors or binary tensor data after the JSON header; its headers."""
-    normalisation = service.checkpoint.normalisation
+    normalisation = service.models.get(params.model).checkpoint.normalisation
     tensors: dict[str, tuple[str, np.ndarray]] = {"points": ("FP32", encoding.to_space(result.points, params.space, normalisation))}
     if params.trajectory_every is not None:
         frames = [(t, encoding.to_space(frame, params.space, normalisation)) for t, frame in result.trajectory]

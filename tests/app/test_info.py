@@ -151,7 +151,10 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
     def has_example(item: dict[str, object]) -> bool:
         return "example" in item or bool(item.get("examples"))
 
-    for path, expected in (("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space"}), ("/forward", {"t", "n", "seed", "space"})):
+    for path, expected in (
+        ("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model"}),
+        ("/forward", {"t", "n", "seed", "space", "model"}),
+    ):
         parameters = schema["paths"][path]["get"]["parameters"]
         assert {p["name"] for p in parameters} == expected, path
         for parameter in parameters:
@@ -159,7 +162,7 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
     body = schema["paths"]["/sample"]["post"]["requestBody"]["content"]["application/json"]
     assert body.get("examples") or body.get("example")
     request_schema = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[-1]]
-    assert set(request_schema["properties"]) == {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space"}
+    assert set(request_schema["properties"]) == {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model"}
     for name, prop in request_schema["properties"].items():
         assert has_example(prop), name
     assert request_schema.get("additionalProperties") is False

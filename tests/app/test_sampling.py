@@ -17,7 +17,7 @@ from tests.app.conftest import MODULE_LOOP, as_points
 
 pytestmark = MODULE_LOOP
 
-SAMPLE_FIELDS = {"n", "seed", "sampler", "steps", "eta", "model", "space", "points"}
+SAMPLE_FIELDS = {"n", "seed", "sampler", "steps", "eta", "model", "model_name", "space", "points"}
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ async def test_forward_shape_and_fields(client: httpx.AsyncClient) -> None:
     response = await client.get("/forward", params={"t": 10, "n": 123, "seed": 4})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"t", "n", "seed", "alpha_bar", "space", "points"}
+    assert set(body) == {"t", "n", "seed", "alpha_bar", "model", "model_name", "space", "points"}
     assert body["t"] == 10 and body["n"] == 123 and body["seed"] == 4
     assert as_points(body).shape == (123, 2)
     schedule = (await client.get("/schedule")).json()

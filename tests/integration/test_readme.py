@@ -52,7 +52,8 @@ def test_readme_curl_examples_work(live_server: str, tmp_path: Path) -> None:
             cwd=tmp_path,  # where -o writes
         )
         body, status = completed.stdout.rsplit("\n", 1)
-        expected = 422 if "n=0" in command else 200
+        invalid = "n=0" if "n=0" in command else "model=nope" if "model=nope" in command else None
+        expected = 422 if invalid else 200
         assert int(status) == expected, (command, body[:300])
         if "-o points.npy" in command:
             points = np.load(tmp_path / "points.npy")
@@ -65,10 +66,12 @@ def test_readme_curl_examples_work(live_server: str, tmp_path: Path) -> None:
             assert events == ["frame"] * 6 + ["done"], events
         else:
             payload = json.loads(body)
-            if expected == 200:
-                assert "points" in payload
+            if invalid:
+                assert payload["error"].startswith(invalid.split("=")[0] + ":")
+            elif "/models" in command:
+                assert "name" in payload or "models" in payload
             else:
-                assert payload["error"].startswith("n:")
+                assert "points" in payload
 
 
 def test_readme_tritonclient_example_works(live_server: str, capsys: pytest.CaptureFixture[str]) -> None:

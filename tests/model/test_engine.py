@@ -263,3 +263,31 @@ def test_throughput_is_measured_from_busy_ticks() -> None:
     e.submit(EngineRequest(n=256, seed=0, plan=plan("ddim", 10)))
     e.run()
     assert e.throughput != before and e.throughput > 0
+
+
+def test_a_flood_on_one_model_never_keeps_another_model_out_of_the_ticks() -> None:
+    """Aged large requests on model "a" fill the row budget on their own; a small request on
+    model "b" still takes part in every tick from its first, so it ends after exactly its
+    own number of steps (and its points are those it gets alone)."""
+    e = Engine("cpu", tick_rows=64, block_rows=64)
+    e.add_model("a", FunctionDenoiser(oracle))
+    e.add_model("b", FunctionDenoiser(oracle))
+    ddpm = plan("ddpm")
+    flood = [EngineRequest(n=640, seed=k, plan=ddpm, model="a") for k in range(4)]
+    with torch.inference_mode():
+        for request in flood:
+            e.submit(request)
+            request.submitted_at -= 1000.0  # long in the queue: aging puts them ahead of anything new
+        for _ in range(3):
+            e.tick()
+        small = EngineRequest(n=5, seed=7, plan=plan("ddim", steps=10), model="b")
+        e.submit(small)
+        ticks = 0
+        while not small.finished:
+            e.tick()
+            ticks += 1
+    assert ticks == 10, ticks
+    assert small.error is None and small.points is not None
+    np.testing.assert_allclose(small.points, alone(plan("ddim", steps=10), 5, 7), atol=1e-6)
+    assert not any(r.finished for r in flood)  # the flood kept its share meanwhile
+    assert all(r.remaining < r.work for r in flood[:1])
