@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import start_server, stop_server
+from tests.conftest import ROOT, free_port, start_server, stop_server
 
 pytestmark = [
     pytest.mark.integration,
@@ -69,3 +70,12 @@ def test_two_processes_answer_alike_share_metrics_and_drain_on_sigterm(tiny_chec
         assert "Traceback" not in log
     finally:
         stop_server(server)
+
+
+def test_a_broken_checkpoint_stops_every_process_and_the_server_exits_non_zero(tmp_path: Path) -> None:
+    env = {**os.environ, "SWIRL_CHECKPOINT": str(tmp_path / "missing"), "SWIRL_DEVICE": "cpu", "SWIRL_WORKERS": "2", "SWIRL_PORT": str(free_port())}
+    completed = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 3, (completed.returncode, output[-2000:])
+    assert "cannot start" in output and "checkpoint directory not found" in output, output[-2000:]
+    assert "ready in" not in output

@@ -338,6 +338,7 @@ def failed_starts(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
     processes = {}
     for name, (path, _) in cases.items():
         env = {**os.environ, "SWIRL_CHECKPOINT": str(path), "SWIRL_DEVICE": "cpu", "SWIRL_HOST": "127.0.0.1", "SWIRL_PORT": str(free_port())}
+        env["SWIRL_WORKERS"] = "1"  # one process: its own exit status and log (several: tests/integration/test_processes.py)
         processes[name] = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     results = {}
     for name, process in processes.items():
