@@ -1,17 +1,21 @@
 """Request and response shapes, their bounds and OpenAPI examples.
 
-Static bounds live on the fields; bounds that depend on the configuration or the loaded
-schedule (n ≤ SWIRL_MAX_POINTS, steps ≤ T, response size) are checked by
-``check_sample_limits`` / ``check_forward_limits`` and reported the same way (422, the
-field named in ``loc`` and in the message).
+Static bounds live on the fields; the configured limits (n ≤ SWIRL_MAX_POINTS, the response
+size) are checked by ``check_sample_limits`` / ``check_forward_limits`` and reported the same
+way (422, the field named in ``loc`` and in the message). What makes a sampler request valid
+(steps for ddpm, a student's trained grids, steps ≤ T, η for DDIM only, trajectory_every ≤
+steps) is the model's to say: ``model.diffusion.SamplerSpec`` / ``make_plan`` and
+``model.engine.check_request`` raise ``InvalidParameter`` naming the field, which
+``app.errors`` maps to the same 422.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from model.engine import frame_count
 
 MAX_SEED = 2**53 - 1  # JSON-safe: survives a round trip through JavaScript numbers
 Space = Literal["model", "data"]
@@ -83,40 +87,26 @@ class LimitError(ValueError):
         self.location = location
 
 
-def trajectory_frames(steps: int, every: int) -> int:
-    """Frames returned with ``trajectory_every=every``: x_T, every k-th step, and x_0."""
-    return 1 + math.ceil(steps / every)
-
-
 def _check_n(n: int, max_points: int, location: str) -> None:
     if n > max_points:
         raise LimitError("n", f"n must be at most {max_points} (SWIRL_MAX_POINTS), got {n}", location)
 
 
-def check_sample_limits(request: SampleRequest, timesteps: int, max_points: int, max_response_points: int, location: str) -> int:
-    """Validate against the configuration and schedule; returns the number of network evaluations."""
+def check_points(request: SampleRequest, max_points: int, location: str) -> None:
+    """The configured bound on n, checked before anything is compiled."""
     _check_n(request.n, max_points, location)
-    if request.sampler == "ddpm":
-        if request.steps not in (None, timesteps):
-            raise LimitError("steps", f"ddpm always takes T = {timesteps} steps; use ddim or dpmpp2m for fewer, got {request.steps}", location)
-    elif request.sampler == "student" and request.steps is None:
-        raise LimitError("steps", "the student sampler needs steps: one of the model's trained step counts (GET /model, student_steps)", location)
-    elif request.steps is not None and request.steps > timesteps:
-        raise LimitError("steps", f"steps must be in 1..{timesteps} (T), got {request.steps}", location)
-    if request.eta != 0.0 and request.sampler != "ddim":
-        raise LimitError("eta", f"eta applies to the ddim sampler only, got eta={request.eta} with {request.sampler}", location)
-    steps = request.steps or timesteps
+
+
+def check_sample_limits(request: SampleRequest, steps: int, max_response_points: int, location: str) -> None:
+    """The configured bound on the answer's size, for a request whose plan takes ``steps`` evaluations."""
     if request.trajectory_every is not None:
-        if request.trajectory_every > steps:
-            raise LimitError("trajectory_every", f"trajectory_every must be in 1..{steps} (steps), got {request.trajectory_every}", location)
-        total = request.n * (trajectory_frames(steps, request.trajectory_every) + 1)
+        total = request.n * (frame_count(steps, request.trajectory_every) + 1)
         if total > max_response_points:
             raise LimitError(
                 "trajectory_every",
                 f"n × (trajectory frames + 1) = {total} points exceeds {max_response_points} (SWIRL_MAX_RESPONSE_POINTS); lower n or raise trajectory_every",
                 location,
             )
-    return steps
 
 
 def check_forward_limits(request: ForwardRequest, timesteps: int, max_points: int) -> None:

@@ -237,7 +237,8 @@ class Worker:
 
     def plan(self, spec: SamplerSpec, model: str | None = None) -> SamplingPlan:
         """Compile (and cache) a spec for a model; raises InvalidParameter naming the field."""
-        return self._plan(self.resolve_model(model), spec)
+        with self._lock:
+            return self._plan(self.resolve_model(model), spec)
 
     def _plan(self, served: ServedModel, spec: SamplerSpec) -> SamplingPlan:
         key = (served.key, spec)

@@ -77,6 +77,8 @@ class SamplerSpec:
             raise InvalidParameter("variance", f"Unknown DDPM variance {self.variance!r}; valid ones are {', '.join(DDPM_VARIANCES)}")
         if not (0.0 <= self.eta <= 1.0):  # also rejects NaN
             raise InvalidParameter("eta", f"eta must be in [0, 1], got {self.eta}")
+        if self.eta != 0.0 and self.sampler != "ddim":
+            raise InvalidParameter("eta", f"eta applies to the ddim sampler only, got eta={self.eta} with {self.sampler}")
         if self.steps is not None and self.steps < 1:
             raise InvalidParameter("steps", f"steps must be at least 1, got {self.steps}")
 

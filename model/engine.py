@@ -80,6 +80,25 @@ def coefficient_table(plan: SamplingPlan) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32).reshape(len(plan.steps), 8)
 
 
+class PlanCoefficients:
+    """A plan's coefficients in every form a tick reads, built once per plan in flight, so that
+    a tick does no per-step arithmetic or array reductions in Python: the float32 table (for
+    per-row coefficients), the same rows as Python floats (a tick whose rows all share one
+    step multiplies by scalars, which round exactly like the float32 table's columns), each
+    step's t, and whether it draws noise, reads D_prev and keeps D."""
+
+    __slots__ = ("keeps_d", "length", "noisy", "rows", "t", "table", "uses_prev")
+
+    def __init__(self, plan: SamplingPlan) -> None:
+        self.table = coefficient_table(plan)
+        self.rows: list[tuple[float, ...]] = [tuple(row) for row in self.table.tolist()]
+        self.length = len(self.rows)
+        self.t = [int(row[T]) for row in self.rows]
+        self.noisy = [row[NOISE_STD] > 0 for row in self.rows]
+        self.uses_prev = [row[PREV_COEF] != 0 for row in self.rows]
+        self.keeps_d = [row[D_X] != 0 or row[D_EPS] != 0 for row in self.rows]
+
+
 def block_seed(seed: int, index: int) -> int:
     """Block 0 uses the request's seed itself; later blocks a 63-bit seed derived from (seed, index)."""
     if index == 0:
@@ -91,25 +110,31 @@ def block_seed(seed: int, index: int) -> int:
 def step_rows(
     x: torch.Tensor,
     out: torch.Tensor,
-    coef: torch.Tensor,
+    coef: torch.Tensor | Sequence[float],
     d_prev: torch.Tensor | None,
     z: torch.Tensor | None,
     keep_d: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One reverse step for rows (R, 2) with per-row coefficients ``coef`` (R or 1, 8).
+    """One reverse step for rows (R, 2): per-row coefficients ``coef`` (R or 1, 8), or one
+    step's 8 coefficients as floats shared by every row (the same float32 values, so the
+    same rounding: a row's result does not depend on which form its tick used).
 
     The one definition of the update, used by the eager tick and the CUDA graphs alike.
     """
-    x_next = x * coef[:, X_COEF : X_COEF + 1]
-    x_next += out * coef[:, EPS_COEF : EPS_COEF + 1]
+
+    def c(i: int) -> torch.Tensor | float:
+        return coef[:, i : i + 1] if isinstance(coef, torch.Tensor) else coef[i]
+
+    x_next = x * c(X_COEF)
+    x_next += out * c(EPS_COEF)
     if d_prev is not None:
-        x_next += d_prev * coef[:, PREV_COEF : PREV_COEF + 1]
+        x_next += d_prev * c(PREV_COEF)
     if z is not None:
-        x_next += z * coef[:, NOISE_STD : NOISE_STD + 1]
+        x_next += z * c(NOISE_STD)
     d = None
     if keep_d:
-        d = x * coef[:, D_X : D_X + 1]
-        d += out * coef[:, D_EPS : D_EPS + 1]
+        d = x * c(D_X)
+        d += out * c(D_EPS)
     return x_next, d
 
 
@@ -164,7 +189,7 @@ class _Block:
     index: int
     start: int  # first row within the request
     rows: int
-    table: np.ndarray  # the plan's coefficient table, shared
+    coefs: PlanCoefficients  # the plan's, shared
     k: int = 0  # steps taken
     x: torch.Tensor | None = None  # (rows, 2) once started
     d: torch.Tensor | None = None  # (rows, 2) data prediction kept by multistep samplers
@@ -211,7 +236,7 @@ class Engine:
         self._runners: dict[Hashable, TickRunner | None] = {}
         self._requests: list[EngineRequest] = []
         self._credit: dict[Hashable, int] = {}  # rows each model may still take (several models in flight)
-        self._tables: dict[int, np.ndarray] = {}  # id(plan) → table, for plans in flight
+        self._tables: dict[int, PlanCoefficients] = {}  # id(plan) → coefficients, for plans in flight
         self._zeros = torch.zeros((0, 2), device=self.device)
         self.remaining_work = 0  # rows × steps still to go, over every request in flight
         self.throughput = 2.0e6 if not cuda else 2.0e8  # rows × steps per second; measured as ticks run
@@ -253,11 +278,11 @@ class Engine:
             raise InvalidParameter("model", f"model {request.model!r} is not loaded")
         if request.x_T is not None and tuple(request.x_T.shape) != (request.n, 2):
             raise InvalidParameter("x_T", f"x_T must have shape ({request.n}, 2), got {tuple(request.x_T.shape)}")
-        table = self._tables.get(id(request.plan))
-        if table is None:
-            table = self._tables[id(request.plan)] = coefficient_table(request.plan)
+        coefs = self._tables.get(id(request.plan))
+        if coefs is None:
+            coefs = self._tables[id(request.plan)] = PlanCoefficients(request.plan)
         size = self.block_rows or request.n
-        request.blocks = [_Block(request, j, start, min(size, request.n - start), table) for j, start in enumerate(range(0, request.n, size))]
+        request.blocks = [_Block(request, j, start, min(size, request.n - start), coefs) for j, start in enumerate(range(0, request.n, size))]
         request.remaining = request.work
         request.submitted_at = request.submitted_at or time.perf_counter()
         if request.trajectory_every is not None:
@@ -321,7 +346,7 @@ class Engine:
     def _schedule(self, now: float) -> list[_Block]:
         if self.one_at_a_time:
             head = self._requests[0]
-            return [b for b in _block_order(head) if b.k < len(b.table)]
+            return [b for b in _block_order(head) if b.k < b.coefs.length]
         rate = max(self.throughput, 1.0)
         order = sorted(self._requests, key=lambda r: r.submitted_at + r.remaining / rate)
         models = {r.model for r in order}
@@ -333,7 +358,7 @@ class Engine:
             for block in _block_order(request):
                 if used >= budget:
                     return picked
-                if block.k < len(block.table):
+                if block.k < block.coefs.length:
                     picked.append(block)
                     used += block.rows
         return picked
@@ -349,7 +374,7 @@ class Engine:
         by_model: dict[Hashable, list[_Block]] = {}
         for request in order:
             blocks = by_model.setdefault(request.model, [])
-            blocks.extend(b for b in request.blocks if b.k < len(b.table))
+            blocks.extend(b for b in request.blocks if b.k < b.coefs.length)
         picked: list[_Block] = []
         for model, blocks in by_model.items():
             credit = self._credit.get(model, 0) + share
@@ -377,7 +402,7 @@ class Engine:
         block.x = x
         if request.trajectory_every is not None:
             self._record_frame(block, 0, x)
-        if request.x_T is not None and bool((block.table[:, NOISE_STD] > 0).any()):
+        if request.x_T is not None and any(block.coefs.noisy):
             block.generator = torch.Generator(device=self.device).manual_seed(block_seed(request.seed, block.index))
 
     def _runner(self, key: Hashable) -> TickRunner | None:
@@ -390,30 +415,42 @@ class Engine:
         for block in blocks:
             if block.x is None:
                 self._start(block)
-        coef_np = np.stack([b.table[b.k] for b in blocks]) if len(blocks) > 1 else blocks[0].table[blocks[0].k : blocks[0].k + 1]
+        first = blocks[0]
+        coefs, k = first.coefs, first.k
         sizes = [b.rows for b in blocks]
         rows = sum(sizes)
-        coef = torch.from_numpy(coef_np).to(self.device)
-        if len(blocks) > 1:
-            coef = coef.repeat_interleave(torch.tensor(sizes, device=self.device), dim=0, output_size=rows)
-        x = blocks[0].x if len(blocks) == 1 else torch.cat([b.x for b in blocks])  # type: ignore[misc]
+        x = first.x if len(blocks) == 1 else torch.cat([b.x for b in blocks])  # type: ignore[misc]
         assert x is not None
-        noisy = coef_np[:, NOISE_STD] > 0
+        coef: torch.Tensor | tuple[float, ...]
+        t: int | torch.Tensor
+        if all(b.k == k and b.coefs is coefs for b in blocks):
+            # every row at the same step of the same plan (one request, or a cohort): scalar coefficients
+            coef, t = coefs.rows[k], coefs.t[k]
+            noisy = [coefs.noisy[k]] * len(blocks)
+            uses_prev, keep_d = coefs.uses_prev[k], coefs.keeps_d[k]
+        else:
+            coef_np = np.stack([b.coefs.table[b.k] for b in blocks])
+            coef = torch.from_numpy(coef_np).to(self.device).repeat_interleave(torch.tensor(sizes, device=self.device), dim=0, output_size=rows)
+            steps_t = [b.coefs.t[b.k] for b in blocks]
+            t = steps_t[0] if steps_t.count(steps_t[0]) == len(steps_t) else coef[:, T].long()
+            noisy = [b.coefs.noisy[b.k] for b in blocks]
+            uses_prev = any(b.coefs.uses_prev[b.k] for b in blocks)
+            keep_d = any(b.coefs.keeps_d[b.k] for b in blocks)
         z = None
-        if noisy.any():
-            z = torch.empty((rows, 2), device=self.device) if noisy.all() else torch.zeros((rows, 2), device=self.device)
+        if any(noisy):
+            z = torch.empty((rows, 2), device=self.device) if all(noisy) else torch.zeros((rows, 2), device=self.device)
             start = 0
             for block, is_noisy in zip(blocks, noisy):
                 if is_noisy:
                     block.draw(z[start : start + block.rows])
                 start += block.rows
-        d_prev = self._gather_d(blocks, rows) if bool((coef_np[:, PREV_COEF] != 0).any()) else None
-        keep_d = bool((coef_np[:, D_X] != 0).any() or (coef_np[:, D_EPS] != 0).any())
+        d_prev = self._gather_d(blocks, rows) if uses_prev else None
         runner = self._runner(key)
-        result = runner(x, coef, d_prev, z, keep_d, rows) if runner is not None else None
+        result = None
+        if runner is not None:
+            table = coef if isinstance(coef, torch.Tensor) else torch.from_numpy(coefs.table[k : k + 1]).to(self.device)
+            result = runner(x, table, d_prev, z, keep_d, rows)
         if result is None:
-            t_values = coef_np[:, T]
-            t: int | torch.Tensor = int(t_values[0]) if t_values.min() == t_values.max() else coef[:, T].long()
             out = denoiser(x, t)
             result = step_rows(x, out, coef, d_prev, z, keep_d)
         x_next, d = result
@@ -432,16 +469,16 @@ class Engine:
         ds: Sequence[torch.Tensor | None] = [None] * len(blocks) if d is None else ([d] if len(blocks) == 1 else d.split(sizes))
         for block, x_block, d_block in zip(blocks, xs, ds):
             block.x = x_block
-            if d_block is not None and (block.table[block.k, D_X] != 0 or block.table[block.k, D_EPS] != 0):  # x0-models: d_x = 0
+            if d_block is not None and block.coefs.keeps_d[block.k]:  # x0-models: d_x = 0
                 block.d = d_block
             block.k += 1
             request = block.request
             request.remaining -= block.rows
             self.remaining_work -= block.rows
-            steps = len(block.table)
+            steps = block.coefs.length
             if request.trajectory_every is not None and (block.k % request.trajectory_every == 0 or block.k == steps):
                 index = block.k // request.trajectory_every if block.k % request.trajectory_every == 0 else len(request.frames) - 1
-                request.frame_t[index] = int(block.table[block.k - 1, T_NEXT])
+                request.frame_t[index] = int(block.coefs.rows[block.k - 1][T_NEXT])
                 self._record_frame(block, index, x_block)
             if block.k == steps:
                 self._finish_block(block, x_block)
@@ -566,6 +603,7 @@ __all__ = [
     "Engine",
     "EngineRequest",
     "NonFiniteError",
+    "PlanCoefficients",
     "Step",
     "block_seed",
     "coefficient_table",

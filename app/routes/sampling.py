@@ -33,11 +33,13 @@ from app.schemas import (
     SampleRequest,
     SampleResponse,
     check_forward_limits,
+    check_points,
     check_sample_limits,
 )
 from app.service import Service, ServiceDep
 from app.worker import Overloaded, SampleJob, SampleResult, WorkerStopped
 from model.diffusion import SamplerSpec
+from model.engine import check_request
 
 log = logging.getLogger("swirl.routes")
 router = APIRouter(tags=["sampling"])
@@ -175,9 +177,15 @@ def sample_job(params: SampleRequest, service: Service, location: str, request: 
     version = service.models.get(params.model)
     if request is not None:
         label_model(request, version.name)
-    steps = check_sample_limits(params, version.checkpoint.schedule.timesteps, settings.max_points, settings.max_response_points, location)
+    check_points(params, settings.max_points, location)
+    # the sampler's rules are the model's: SamplerSpec, make_plan (via the worker's plan cache) and
+    # check_request raise InvalidParameter naming the field (422, app.errors)
+    spec = SamplerSpec(params.sampler, steps=params.steps, eta=params.eta)
+    plan = service.worker.plan(spec, version.name)
+    check_request(params.n, plan, params.trajectory_every)
+    steps = len(plan.steps)
+    check_sample_limits(params, steps, settings.max_response_points, location)
     seed = params.seed if params.seed is not None else secrets.randbits(32)
-    spec = SamplerSpec(params.sampler, steps=None if params.sampler == "ddpm" else steps, eta=params.eta)
     return SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name), steps
 
 

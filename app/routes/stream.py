@@ -32,10 +32,10 @@ from app.errors import RequestTimeout
 from app.negotiation import negotiate
 from app.rate_limit import charge
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, ERRORS, SERVER_TIMING_HEADER, ClientGone, sample_job, sample_metadata, submit
-from app.schemas import ErrorResponse, SampleRequest, trajectory_frames
+from app.schemas import ErrorResponse, SampleRequest
 from app.service import Service, ServiceDep
 from app.worker import SampleJob, SampleResult
-from model.engine import NonFiniteError
+from model.engine import NonFiniteError, frame_count
 
 log = logging.getLogger("swirl.stream")
 router = APIRouter(tags=["sampling"])
@@ -193,7 +193,7 @@ async def sample_stream(params: Annotated[SampleRequest, Query()], service: Serv
     charge(request, points=params.n, evaluations=steps)
     every = params.trajectory_every
     assert every is not None
-    frames = FrameQueue(asyncio.get_running_loop(), trajectory_frames(steps, every))
+    frames = FrameQueue(asyncio.get_running_loop(), frame_count(steps, every))
     job.on_frame = frames.on_frame
     job.future.add_done_callback(frames.on_done)
     submitted = time.perf_counter()

@@ -16,8 +16,8 @@ import numpy as np
 import orjson
 import pytest
 
-from app.schemas import trajectory_frames
 from model.data import Normalisation, swiss_roll
+from model.engine import frame_count as trajectory_frames
 from tests.app.conftest import MODULE_LOOP, AppFactory, as_points, assert_names_field, worker_held
 
 pytestmark = MODULE_LOOP

@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from app.schemas import trajectory_frames
 from model.checkpoint import read_metadata
 from model.data import Normalisation, swiss_roll
+from model.engine import frame_count as trajectory_frames
 from tests.app.conftest import MODULE_LOOP, as_points
 
 pytestmark = MODULE_LOOP

@@ -15,7 +15,7 @@ import orjson
 import pytest
 import torch
 
-from app.schemas import trajectory_frames
+from model.engine import frame_count as trajectory_frames
 from tests.app.conftest import MODULE_LOOP, AppFactory, as_points, assert_names_field
 
 pytestmark = MODULE_LOOP

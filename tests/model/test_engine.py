@@ -13,7 +13,7 @@ import torch
 
 from model.denoiser import FunctionDenoiser
 from model.diffusion import SamplerSpec, SamplingPlan, make_plan
-from model.engine import Cancelled, Engine, EngineRequest, NonFiniteError, block_seed, sample, step_rows
+from model.engine import Cancelled, Engine, EngineRequest, NonFiniteError, PlanCoefficients, block_seed, sample, step_rows
 from model.errors import InvalidParameter
 from model.schedule import Schedule, ScheduleConfig
 
@@ -255,6 +255,29 @@ def test_step_rows_is_the_step_formula_row_by_row() -> None:
         c = coef[i]
         torch.testing.assert_close(x_next[i], c[1] * x[i] + c[2] * out[i] + c[3] * d_prev[i] + c[4] * z[i], rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(d[i], c[5] * x[i] + c[6] * out[i], rtol=1e-12, atol=1e-12)
+
+
+def test_scalar_coefficients_round_exactly_like_the_float32_table() -> None:
+    """A tick whose rows share one step multiplies by Python floats; a mixed tick by the table's
+    float32 columns. Both must give every row the same bits, or a request's points would depend
+    on its company."""
+    g = torch.Generator().manual_seed(1)
+    x, out, d_prev, z = (torch.randn(500, 2, generator=g) for _ in range(4))
+    coefs = PlanCoefficients(plan("dpmpp2m", 10))
+    mixed = torch.from_numpy(coefs.table[3:4]).repeat(500, 1)
+    for k in range(coefs.length):
+        row = coefs.rows[k]
+        assert all(isinstance(v, float) for v in row)
+        table = torch.from_numpy(coefs.table[k : k + 1]).repeat(500, 1)
+        a, da = step_rows(x, out, row, d_prev, z, keep_d=True)
+        b, db = step_rows(x, out, table, d_prev, z, keep_d=True)
+        assert torch.equal(a, b) and da is not None and db is not None and torch.equal(da, db)
+    # and a row stays bitwise the same next to rows of another step
+    both = torch.cat([torch.from_numpy(coefs.table[5:6]).repeat(500, 1), mixed])
+    c, _ = step_rows(torch.cat([x, x]), torch.cat([out, out]), both, torch.cat([d_prev, d_prev]), torch.cat([z, z]), keep_d=False)
+    alone, _ = step_rows(x, out, coefs.rows[5], d_prev, z, keep_d=False)
+    assert torch.equal(c[:500], alone)
+    assert not torch.equal(c[500:], alone)
 
 
 def test_throughput_is_measured_from_busy_ticks() -> None:
