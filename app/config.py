@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16_384, ge=64, description="request bodies over this get 413")
     cuda_graphs: bool = Field(True, description="capture the reverse chain as CUDA graphs on the GPU")
     torch_threads: int = Field(0, ge=0, description="torch threads per process; 0 splits the cores between the processes")
+    switch_interval_ms: float = Field(
+        0.5, gt=0, le=100, description="Python's GIL switch interval in each server process (Python's default is 5 ms); see README, the engine"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     gzip_min_bytes: int = Field(0, ge=0, description="gzip JSON answers at least this long when the client accepts gzip; 0 never")
     graceful_shutdown_s: float = Field(30.0, ge=1, description="on SIGTERM, how long in-flight requests may take")

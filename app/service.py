@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -60,6 +61,9 @@ class Service:
         device = resolve_device(settings.device)
         threads = settings.resolved_torch_threads(int(os.environ.get("SWIRL_PROCESSES", "1")))
         torch.set_num_threads(threads)
+        # The engine thread gives up the GIL in every torch op and waits to get it back while the
+        # event loop runs; with Python's 5 ms interval a tick of a dozen ops can wait tens of ms.
+        sys.setswitchinterval(settings.switch_interval_ms / 1000)
         engine = Engine(
             device,
             tick_rows=settings.max_batch_points or None,

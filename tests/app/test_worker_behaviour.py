@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import threading
 import time
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
+from pydantic import ValidationError
 
+from app.config import Settings
 from tests.app.conftest import AppFactory, as_points, assert_names_field, metric, metric_samples, worker_held
 
 
@@ -201,3 +205,16 @@ async def test_forward_goes_through_bounded_admission(running_app: AppFactory) -
             gate.leave(900)
         assert gate.busy == 0
         assert (await r.http.get("/forward", params={"t": 10, "n": 500, "seed": 1})).status_code == 200
+
+
+async def test_each_server_process_sets_the_gil_switch_interval(running_app: AppFactory) -> None:
+    before = sys.getswitchinterval()
+    try:
+        async with running_app(switch_interval_ms=2.0) as r:
+            assert (await r.http.get("/healthz")).status_code == 200
+            assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)
+    for bad in (0, -1, 101):
+        with pytest.raises(ValidationError, match="switch_interval_ms"):
+            Settings(switch_interval_ms=bad)
