@@ -110,14 +110,15 @@ def block_seed(seed: int, index: int) -> int:
 def step_rows(
     x: torch.Tensor,
     out: torch.Tensor,
-    coef: torch.Tensor | Sequence[float],
+    coef: torch.Tensor | Sequence[torch.Tensor] | Sequence[float],
     d_prev: torch.Tensor | None,
     z: torch.Tensor | None,
     keep_d: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One reverse step for rows (R, 2): per-row coefficients ``coef`` (R or 1, 8), or one
-    step's 8 coefficients as floats shared by every row (the same float32 values, so the
-    same rounding: a row's result does not depend on which form its tick used).
+    """One reverse step for rows (R, 2). ``coef`` holds each row's 8 coefficients: a tensor
+    (R or 1, 8), or the 8 columns as (R, 1) tensors, or one step's 8 coefficients as floats
+    shared by every row. All three carry the same float32 values and so round alike: a row's
+    result does not depend on which form its tick used.
 
     The one definition of the update, used by the eager tick and the CUDA graphs alike.
     """
@@ -421,7 +422,7 @@ class Engine:
         rows = sum(sizes)
         x = first.x if len(blocks) == 1 else torch.cat([b.x for b in blocks])  # type: ignore[misc]
         assert x is not None
-        coef: torch.Tensor | tuple[float, ...]
+        coef: torch.Tensor | list[torch.Tensor] | tuple[float, ...]
         t: int | torch.Tensor
         if all(b.k == k and b.coefs is coefs for b in blocks):
             # every row at the same step of the same plan (one request, or a cohort): scalar coefficients
@@ -429,10 +430,16 @@ class Engine:
             noisy = [coefs.noisy[k]] * len(blocks)
             uses_prev, keep_d = coefs.uses_prev[k], coefs.keeps_d[k]
         else:
+            # per-row coefficients, built with numpy: torch calls give up the GIL (to the event
+            # loop, in the service) and each costs a wait to get it back, numpy's do not
             coef_np = np.stack([b.coefs.table[b.k] for b in blocks])
-            coef = torch.from_numpy(coef_np).to(self.device).repeat_interleave(torch.tensor(sizes, device=self.device), dim=0, output_size=rows)
+            if self.device.type == "cpu":
+                columns = np.repeat(coef_np.T, sizes, axis=1)  # (8, rows)
+                coef = [torch.from_numpy(column[:, None]) for column in columns]
+            else:
+                coef = torch.from_numpy(np.repeat(coef_np, sizes, axis=0)).to(self.device)
             steps_t = [b.coefs.t[b.k] for b in blocks]
-            t = steps_t[0] if steps_t.count(steps_t[0]) == len(steps_t) else coef[:, T].long()
+            t = steps_t[0] if steps_t.count(steps_t[0]) == len(steps_t) else torch.from_numpy(np.repeat(np.asarray(steps_t, dtype=np.int64), sizes)).to(self.device)
             noisy = [b.coefs.noisy[b.k] for b in blocks]
             uses_prev = any(b.coefs.uses_prev[b.k] for b in blocks)
             keep_d = any(b.coefs.keeps_d[b.k] for b in blocks)
@@ -448,7 +455,7 @@ class Engine:
         runner = self._runner(key)
         result = None
         if runner is not None:
-            table = coef if isinstance(coef, torch.Tensor) else torch.from_numpy(coefs.table[k : k + 1]).to(self.device)
+            table = coef if isinstance(coef, torch.Tensor) else torch.from_numpy(coefs.table[k : k + 1]).to(self.device)  # runners: on CUDA
             result = runner(x, table, d_prev, z, keep_d, rows)
         if result is None:
             out = denoiser(x, t)
