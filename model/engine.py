@@ -439,7 +439,10 @@ class Engine:
             else:
                 coef = torch.from_numpy(np.repeat(coef_np, sizes, axis=0)).to(self.device)
             steps_t = [b.coefs.t[b.k] for b in blocks]
-            t = steps_t[0] if steps_t.count(steps_t[0]) == len(steps_t) else torch.from_numpy(np.repeat(np.asarray(steps_t, dtype=np.int64), sizes)).to(self.device)
+            if steps_t.count(steps_t[0]) == len(steps_t):
+                t = steps_t[0]
+            else:
+                t = torch.from_numpy(np.repeat(np.asarray(steps_t, dtype=np.int64), sizes)).to(self.device)
             noisy = [b.coefs.noisy[b.k] for b in blocks]
             uses_prev = any(b.coefs.uses_prev[b.k] for b in blocks)
             keep_d = any(b.coefs.keeps_d[b.k] for b in blocks)
