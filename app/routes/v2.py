@@ -33,6 +33,7 @@ from app.rate_limit import charge
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job, sample_job
 from app.schemas import LimitError, SampleRequest
 from app.service import Service, ServiceDep
+from app.v2_schemas import InferResponse, Live, ModelMetadata, ModelReady, Ready, ServerMetadata
 from app.worker import SampleResult
 from model.errors import InvalidParameter
 
@@ -65,6 +66,10 @@ ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "
 
 def _error_doc(description: str, example: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": ERROR_SCHEMA, "example": {"error": example}}}}
+
+
+def _ok(model: type[Any], description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model, "description": description}}
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error_doc("no such model (or version)", "unknown model 'nope'; this server serves: swirl")}
@@ -100,13 +105,13 @@ def _resolve(service: Service, model: str, version: str | None) -> str:
 # -- health and metadata -------------------------------------------------------------------
 
 
-@router.get("", summary="Server metadata")
+@router.get("", summary="Server metadata", responses=_ok(ServerMetadata, "name, version and extensions"))
 async def server_metadata(request: Request) -> Response:
     """The server's name, version and the protocol extensions it supports."""
     return FastJSON({"name": "swirl", "version": request.app.version, "extensions": EXTENSIONS})
 
 
-@router.get("/health/live", summary="Server liveness")
+@router.get("/health/live", summary="Server liveness", responses=_ok(Live, "the server answers"))
 async def live() -> Response:
     return FastJSON({"live": True})
 
@@ -114,7 +119,7 @@ async def live() -> Response:
 NOT_READY: dict[int | str, dict[str, Any]] = {503: _error_doc("not ready yet, or shutting down", "not ready")}
 
 
-@router.get("/health/ready", summary="Server readiness", responses=NOT_READY)
+@router.get("/health/ready", summary="Server readiness", responses={**_ok(Ready, "ready"), **NOT_READY})
 async def ready(service: ServiceDep) -> Response:
     return FastJSON({"ready": service.ready}, status_code=200 if service.ready else 503)
 
@@ -135,13 +140,13 @@ def _metadata(service: Service, model: str, version: str | None) -> Response:
     )
 
 
-@router.get("/models/{model}", summary="Model metadata", responses=NOT_FOUND)
+@router.get("/models/{model}", summary="Model metadata", responses={**_ok(ModelMetadata, "inputs and outputs"), **NOT_FOUND})
 async def model_metadata(model: ModelName, service: ServiceDep) -> Response:
     """Inputs and outputs with their datatypes and shapes (-1: depends on the request)."""
     return _metadata(service, model, None)
 
 
-@router.get("/models/{model}/versions/{version}", summary="Model version metadata", responses=NOT_FOUND)
+@router.get("/models/{model}/versions/{version}", summary="Model version metadata", responses={**_ok(ModelMetadata, "inputs and outputs"), **NOT_FOUND})
 async def model_version_metadata(model: ModelName, version: Version, service: ServiceDep) -> Response:
     return _metadata(service, model, version)
 
@@ -154,12 +159,12 @@ def _model_ready(service: Service, model: str, version: str | None) -> Response:
     return FastJSON({"name": model, "ready": service.ready}, status_code=200 if service.ready else 503)
 
 
-@router.get("/models/{model}/ready", summary="Model readiness", responses=NOT_FOUND)
+@router.get("/models/{model}/ready", summary="Model readiness", responses={**_ok(ModelReady, "ready (503 while not)"), **NOT_FOUND})
 async def model_ready(model: ModelName, service: ServiceDep) -> Response:
     return _model_ready(service, model, None)
 
 
-@router.get("/models/{model}/versions/{version}/ready", summary="Model version readiness", responses=NOT_FOUND)
+@router.get("/models/{model}/versions/{version}/ready", summary="Model version readiness", responses={**_ok(ModelReady, "ready (503 while not)"), **NOT_FOUND})
 async def model_version_ready(model: ModelName, version: Version, service: ServiceDep) -> Response:
     return _model_ready(service, model, version)
 
@@ -419,15 +424,6 @@ INFER_DOC: dict[str, Any] = {
                 "Server-Timing": {"description": "queue wait, compute and encode, in ms", "schema": {"type": "string"}},
             },
             "content": {
-                JSON: {
-                    "example": {
-                        "model_name": "swirl",
-                        "model_version": "3f1c…",
-                        "id": "1",
-                        "parameters": {"seed": 7, "sampler": "ddim", "steps": 10, "eta": 0.0, "space": "model"},
-                        "outputs": [{"name": "points", "datatype": "FP32", "shape": [2, 2], "data": [0.51, -1.32, -1.05, 0.27]}],
-                    }
-                },
                 OCTET_STREAM: {"schema": {"type": "string", "format": "binary"}},
             },
         },
@@ -440,13 +436,15 @@ INFER_DOC: dict[str, Any] = {
 }
 
 
-@router.post("/models/{model}/infer", summary="Inference (sample points)", openapi_extra=INFER_DOC)
+@router.post("/models/{model}/infer", summary="Inference (sample points)", responses=_ok(InferResponse, "the outputs"), openapi_extra=INFER_DOC)
 async def infer(model: ModelName, request: Request, service: ServiceDep) -> Response:
     """Sample ``n`` points: inputs n (required), seed, sampler, steps, eta, trajectory_every, space (each shape [1]);
     output ``points`` FP32 [n, 2] (and ``trajectory`` FP32 [frames, n, 2], ``trajectory_t`` INT64 [frames])."""
     return await _infer(request, service, model, None)
 
 
-@router.post("/models/{model}/versions/{version}/infer", summary="Inference on a model version", openapi_extra=INFER_DOC)
+@router.post(
+    "/models/{model}/versions/{version}/infer", summary="Inference on a model version", responses=_ok(InferResponse, "the outputs"), openapi_extra=INFER_DOC
+)
 async def infer_version(model: ModelName, version: Version, request: Request, service: ServiceDep) -> Response:
     return await _infer(request, service, model, version)

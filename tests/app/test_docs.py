@@ -45,8 +45,6 @@ async def test_every_endpoint_documents_a_typed_response_with_an_example(client:
             if path == "/sample/stream":  # server-sent events, documented per event
                 assert "text/event-stream" in ok
                 continue
-            if path == "/v2" or path.startswith("/v2/"):  # the Open Inference Protocol's shapes (tests/app/test_v2.py checks them)
-                continue
             schema = _resolve(ok["application/json"]["schema"], spec)
             assert schema.get("properties"), f"{method} {path}: untyped 200 response"
             assert schema.get("examples"), f"{method} {path}: no example"

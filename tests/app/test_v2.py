@@ -14,7 +14,9 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from pydantic import BaseModel
 
+from app.v2_schemas import InferRequestBody, InferResponse, Live, ModelMetadata, ModelReady, Ready, ServerMetadata
 from tests.app.conftest import MODULE_LOOP, AppFactory, worker_held
 
 pytestmark = MODULE_LOOP
@@ -216,3 +218,30 @@ async def test_overload_and_timeout_keep_the_protocols_error_body(running_app: A
         with worker_held(r.service):
             response = await r.http.post(INFER, content=infer_body(N))
         assert response.status_code == 504 and set(response.json()) == {"error"}
+
+
+async def test_answers_match_their_documented_models(client: httpx.AsyncClient) -> None:
+    """The OpenAPI models of the v2 answers (extra fields forbidden) describe what is really sent."""
+    model_id = (await client.get("/model")).json()["id"]
+    documented: list[tuple[str, type[BaseModel]]] = [
+        ("/v2", ServerMetadata),
+        ("/v2/health/live", Live),
+        ("/v2/health/ready", Ready),
+        ("/v2/models/swirl", ModelMetadata),
+        (f"/v2/models/swirl/versions/{model_id}", ModelMetadata),
+        ("/v2/models/swirl/ready", ModelReady),
+    ]
+    for path, model in documented:
+        model.model_validate((await client.get(path)).json())
+    trajectory = {
+        "id": "t",
+        "inputs": [tensor("n", "INT64", 4), tensor("seed", "INT64", 1), tensor("trajectory_every", "INT64", 25)],
+        "outputs": [{"name": "points"}, {"name": "trajectory", "parameters": {"binary_data": True}}, {"name": "trajectory_t"}],
+    }
+    InferRequestBody.model_validate(trajectory)
+    response = await client.post(INFER, json=trajectory)
+    header, _ = split(response)
+    answer = InferResponse.model_validate(header)
+    assert [o.name for o in answer.outputs] == ["points", "trajectory", "trajectory_t"]
+    assert answer.outputs[1].data is None and answer.outputs[1].parameters is not None
+    InferResponse.model_validate((await client.post(INFER, json={"inputs": [tensor("n", "INT64", 3)]})).json())
