@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16_384, ge=64, description="request bodies over this get 413")
     cuda_graphs: bool = Field(True, description="capture the reverse chain as CUDA graphs on the GPU")
     torch_threads: int = Field(0, ge=0, description="torch threads per process; 0 splits the cores between the processes")
+    otel: bool = Field(
+        False,
+        description="FastAPI's native OpenTelemetry (spans, metrics, logs to the globally configured providers); off by default, "
+        "since looking for configured providers costs every request",
+    )
     switch_interval_ms: float = Field(
         0.5, gt=0, le=100, description="Python's GIL switch interval in each server process (Python's default is 5 ms); see README, the engine"
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client.multiprocess import mark_process_dead
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
@@ -92,7 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if multiprocess_dir() is not None:
                 mark_process_dead(os.getpid())  # this process's live gauges leave the sum
 
-    app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None)
+    # FastAPI's native OpenTelemetry looks up the global providers on every request: only when asked for
+    telemetry: TelemetryConfig | None = None if settings.otel else {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title="Swirl", version="0.1.0", description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None, telemetry=telemetry)
     errors.install(app)
     docs.install(app)  # /docs and /redoc with self-hosted assets under /docs-static/
     app.include_router(sampling.router)

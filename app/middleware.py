@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -117,6 +118,23 @@ class RequestMetrics:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # labelled children, looked up once per label set (prometheus_client's .labels() takes a
+        # lock and builds a key every call); the label sets are bounded (endpoint_label)
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+
+    def _children_for(self, endpoint: str, method: str, status: str, model: str | None) -> tuple[Any, Any]:
+        key = (endpoint, method, status, model or "")
+        children = self._children.get(key)
+        if children is None:
+            if model is None:
+                children = (self.metrics.latency.labels(endpoint=endpoint), self.metrics.requests.labels(endpoint=endpoint, method=method, status=status))
+            else:
+                children = (
+                    self.metrics.model_latency.labels(model=model, endpoint=endpoint),
+                    self.metrics.model_requests.labels(model=model, endpoint=endpoint, status=status),
+                )
+            self._children[key] = children
+        return children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,11 +155,14 @@ class RequestMetrics:
             await self.app(scope, receive, tracking_send)
         finally:
             elapsed = time.perf_counter() - started
-            self.metrics.latency.labels(endpoint=endpoint).observe(elapsed)
-            self.metrics.requests.labels(endpoint=endpoint, method=method_of(scope), status=str(status)).inc()
+            status_label = str(status)
+            latency, requests = self._children_for(endpoint, method_of(scope), status_label, None)
+            latency.observe(elapsed)
+            requests.inc()
             model = scope.get(MODEL_SCOPE_KEY)
             if model is not None:
-                self.metrics.model_requests.labels(model=model, endpoint=endpoint, status=str(status)).inc()
-                self.metrics.model_latency.labels(model=model, endpoint=endpoint).observe(elapsed)
+                model_latency, model_requests = self._children_for(endpoint, "", status_label, model)
+                model_requests.inc()
+                model_latency.observe(elapsed)
                 if status >= 400:
                     self.metrics.model_errors.labels(model=model, endpoint=endpoint, status=str(status)).inc()

@@ -218,3 +218,10 @@ async def test_each_server_process_sets_the_gil_switch_interval(running_app: App
     for bad in (0, -1, 101):
         with pytest.raises(ValidationError, match="switch_interval_ms"):
             Settings(switch_interval_ms=bad)
+
+
+def test_fastapi_native_telemetry_only_when_asked_for() -> None:
+    from app.main import create_app
+
+    assert not any(create_app(Settings(otel=False))._telemetry[kind] for kind in ("tracing", "metrics", "logs"))  # type: ignore[literal-required]
+    assert all(create_app(Settings(otel=True))._telemetry[kind] for kind in ("tracing", "metrics", "logs"))  # type: ignore[literal-required]
