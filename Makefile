@@ -51,8 +51,8 @@ test: $(STAMP) $(RAY_STAMP) browser
 test-fast: $(STAMP)
 	$(PY) -m pytest -q tests/model tests/app
 
-## test-container: build the image, run it with docker compose and test it for real
-test-container: $(STAMP)
+## test-container: build the image, run it with docker compose and run the integration suite (browser included) against it
+test-container: $(STAMP) browser
 	bash tests/container/run.sh
 
 lint: $(STAMP)

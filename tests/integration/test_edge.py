@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
+from tests.servers import Server, start_server, stop_server
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ to its documented schema, and its status code and content type are documented to
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from schemathesis import GenerationMode
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance
 
-from tests.conftest import Server, start_server, stop_server
+from tests.servers import Server, start_server, stop_server
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(bool(os.environ.get("SWIRL_BASE_URL")), reason="starts its own server; SWIRL_BASE_URL is set"),
-]
+pytestmark = pytest.mark.integration
 
 MAX_EXAMPLES = 30
 

@@ -1,11 +1,10 @@
 """Zero-downtime reload with real server processes: SIGHUP to the supervisor and
 POST /admin/reload each reach EVERY process, under a steady load of seeded requests that
-all succeed and all match the version named in their answer. Skipped against an external
-server (SWIRL_BASE_URL)."""
+all succeed and all match the version named in their answer. In the container test the server
+is a container of the image, its model repository a bind-mounted folder (tests/servers.py)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -21,13 +20,10 @@ from model.checkpoint import load_checkpoint, read_metadata
 from model.denoiser import NetDenoiser
 from model.diffusion import SamplerSpec, make_plan
 from model.engine import sample
-from tests.conftest import Server, start_server, stop_server
 from tests.model_repo import copy_model, make_variant
+from tests.servers import Server, share, start_server, stop_server
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(bool(os.environ.get("SWIRL_BASE_URL")), reason="starts its own servers; SWIRL_BASE_URL is set"),
-]
+pytestmark = pytest.mark.integration
 
 TOKEN = "integration-admin-token"
 N, SEEDS = 64, (1, 2, 3, 4)
@@ -89,6 +85,7 @@ def test_sighup_and_admin_reload_reach_every_process_without_dropping_a_request(
     def publish(seed: int) -> str:
         """A retrained model, published atomically as model.train does; its expected answers."""
         version = make_variant(tiny_checkpoint, root / "alpha", seed=seed)
+        share(root / "alpha")  # readable by the server's user, which in a container is not this one
         answers[version] = expected(root / "alpha")
         return version
 
@@ -116,7 +113,7 @@ def test_sighup_and_admin_reload_reach_every_process_without_dropping_a_request(
         time.sleep(1.0)
         # 1. a retrained model is published (atomically, as model.train does), then SIGHUP to the supervisor
         v2 = publish(seed=20)
-        os.kill(handle.process.pid, signal.SIGHUP)
+        handle.send_signal(signal.SIGHUP)
         wait_until_every_process_serves(url, v2, pids)
         time.sleep(0.5)
         # 2. the next one, through the admin route: it reloads the answering process and signals the others

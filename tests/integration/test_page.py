@@ -270,7 +270,7 @@ def test_api_errors_are_shown_in_plain_words(visit: Visit) -> None:
 
 @pytest.fixture(scope="module")
 def student_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests.conftest import start_server, stop_server
+    from tests.servers import start_server, stop_server
 
     checkpoint = Path(__file__).resolve().parents[2] / "checkpoints" / "swiss-roll-v-student-2"
     server = start_server(checkpoint, tmp_path_factory.mktemp("student-server") / "server.log")

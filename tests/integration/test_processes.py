@@ -6,10 +6,8 @@ whichever one answers; SIGTERM drains every process and the server exits 0.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,12 +16,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, free_port, start_server, stop_server
+from tests.servers import free_port, launch, start_server, stop_server
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(bool(os.environ.get("SWIRL_BASE_URL")), reason="starts its own servers; SWIRL_BASE_URL is set"),
-]
+pytestmark = pytest.mark.integration
 TIMEOUT = httpx.Timeout(60.0)
 
 
@@ -61,10 +56,10 @@ def test_two_processes_answer_alike_share_metrics_and_drain_on_sigterm(tiny_chec
                 if samples(server.url).get("swirl_requests_in_flight", 0) == 6:
                     break
                 subprocess.run(["sleep", "0.05"], check=True)
-            server.process.send_signal(signal.SIGTERM)
+            server.send_signal(signal.SIGTERM)
             statuses = [f.result().status_code for f in in_flight]
         assert statuses == [200] * 6, statuses
-        assert server.process.wait(timeout=90) == 0
+        assert server.wait(timeout=90) == 0
         log = server.log()
         assert log.count("finishing admitted requests") == 2 and log.count("worker stopped") == 2, log[-3000:]
         assert "Traceback" not in log
@@ -73,9 +68,9 @@ def test_two_processes_answer_alike_share_metrics_and_drain_on_sigterm(tiny_chec
 
 
 def test_a_broken_checkpoint_stops_every_process_and_the_server_exits_non_zero(tmp_path: Path) -> None:
-    env = {**os.environ, "SWIRL_CHECKPOINT": str(tmp_path / "missing"), "SWIRL_DEVICE": "cpu", "SWIRL_WORKERS": "2", "SWIRL_PORT": str(free_port())}
-    completed = subprocess.run([sys.executable, "-m", "app"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 3, (completed.returncode, output[-2000:])
+    env = {"SWIRL_CHECKPOINT": str(tmp_path / "missing"), "SWIRL_DEVICE": "cpu", "SWIRL_WORKERS": "2", "SWIRL_PORT": str(free_port())}
+    app = launch(env)
+    output = app.communicate(timeout=180)
+    assert app.wait() == 3, (app.wait(), output[-2000:])
     assert "cannot start" in output and "checkpoint directory not found" in output, output[-2000:]
     assert "ready in" not in output

@@ -1,8 +1,8 @@
 """Reliability and security with real processes on the tiny checkpoint.
 
 Hostile input, overload, client disconnects, timeouts, broken checkpoints, SIGTERM,
-restarts and a killed training run. These start their own servers, so they are skipped
-when SWIRL_BASE_URL points the suite at an external server.
+restarts and a killed training run. These start their own servers and training runs: in the
+container test, containers of the image (tests/servers.py).
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,12 +27,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from model.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint, read_metadata
-from tests.conftest import ROOT, Server, free_port, start_server, stop_server
+from tests.servers import Launched, Server, free_port, launch, start_server, stop_server
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(bool(os.environ.get("SWIRL_BASE_URL")), reason="starts its own servers; SWIRL_BASE_URL is set"),
-]
+pytestmark = pytest.mark.integration
 
 TIMEOUT = httpx.Timeout(60.0)
 T = 50  # the tiny checkpoint's schedule
@@ -335,19 +330,15 @@ def failed_starts(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("broken")
     cases = _broken_checkpoints(tiny_checkpoint, root)
     started = time.monotonic()
-    processes = {}
+    processes: dict[str, Launched] = {}
     for name, (path, _) in cases.items():
-        env = {**os.environ, "SWIRL_CHECKPOINT": str(path), "SWIRL_DEVICE": "cpu", "SWIRL_HOST": "127.0.0.1", "SWIRL_PORT": str(free_port())}
+        env = {"SWIRL_CHECKPOINT": str(path), "SWIRL_DEVICE": "cpu", "SWIRL_HOST": "127.0.0.1", "SWIRL_PORT": str(free_port())}
         env["SWIRL_WORKERS"] = "1"  # one process: its own exit status and log (several: tests/integration/test_processes.py)
-        processes[name] = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        processes[name] = launch(env)
     results = {}
     for name, process in processes.items():
-        try:
-            output, _ = process.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-        results[name] = (process.returncode, output.decode(errors="replace"), time.monotonic() - started, cases[name][1])
+        output = process.communicate(timeout=120)
+        results[name] = (process.wait(), output, time.monotonic() - started, cases[name][1])
     return results
 
 
@@ -423,13 +414,13 @@ def lifecycle(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -
         before = seeded_answers(first.url)
         in_flight = post_concurrently(first.url, IN_FLIGHT)
         busy = wait_for_queue_depth(first.url, len(IN_FLIGHT)) and not any(f.done() for f in in_flight)
-        first.process.send_signal(signal.SIGTERM)
+        first.send_signal(signal.SIGTERM)
         terminated = time.monotonic()
         time.sleep(0.5)
         refused = refuses_new_requests(first.url)
         answers = [f.result() for f in in_flight]
         try:
-            code: int | None = first.process.wait(timeout=60)
+            code: int | None = first.wait(timeout=60)
         except subprocess.TimeoutExpired:
             code = None
         exit_seconds = time.monotonic() - terminated
@@ -474,10 +465,10 @@ def test_a_killed_training_run_leaves_the_previous_checkpoint_intact(tiny_checkp
     previous = load_checkpoint(target).sha256
     listing = sorted(p.name for p in target.parent.iterdir())
     log_path = tmp_path / "train.log"
-    command = [sys.executable, "-m", "model.train", "--out", str(target), "--overwrite", "--steps", "100000", "--hidden", "16", "--depth", "1"]
-    command += ["--n-train", "2000", "--batch-size", "64", "--device", "cpu", "--no-progress"]
-    with open(log_path, "wb") as handle:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+    args = ["-m", "model.train", "--out", str(target), "--overwrite", "--steps", "100000", "--hidden", "16", "--depth", "1"]
+    args += ["--n-train", "2000", "--batch-size", "64", "--device", "cpu", "--no-progress"]
+    with open(log_path, "wb") as handle:  # in a container: the folder mounted read-write, as the compose `train` job has it
+        process = launch({}, args=args, stdout=handle, writable=[target.parent])
     try:
         deadline = time.monotonic() + 90
         while "training on" not in log_path.read_text(errors="replace"):
