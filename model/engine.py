@@ -422,6 +422,7 @@ class Engine:
         rows = sum(sizes)
         x = first.x if len(blocks) == 1 else torch.cat([b.x for b in blocks])  # type: ignore[misc]
         assert x is not None
+        runner = self._runner(key)
         coef: torch.Tensor | list[torch.Tensor] | tuple[float, ...]
         t: int | torch.Tensor
         if all(b.k == k and b.coefs is coefs for b in blocks):
@@ -433,11 +434,11 @@ class Engine:
             # per-row coefficients, built with numpy: torch calls give up the GIL (to the event
             # loop, in the service) and each costs a wait to get it back, numpy's do not
             coef_np = np.stack([b.coefs.table[b.k] for b in blocks])
-            if self.device.type == "cpu":
+            if runner is None and self.device.type == "cpu":
                 columns = np.repeat(coef_np.T, sizes, axis=1)  # (8, rows)
                 coef = [torch.from_numpy(column[:, None]) for column in columns]
             else:
-                coef = torch.from_numpy(np.repeat(coef_np, sizes, axis=0)).to(self.device)
+                coef = torch.from_numpy(np.repeat(coef_np, sizes, axis=0)).to(self.device)  # (rows, 8), what runners take
             steps_t = [b.coefs.t[b.k] for b in blocks]
             if steps_t.count(steps_t[0]) == len(steps_t):
                 t = steps_t[0]
@@ -455,10 +456,9 @@ class Engine:
                     block.draw(z[start : start + block.rows])
                 start += block.rows
         d_prev = self._gather_d(blocks, rows) if uses_prev else None
-        runner = self._runner(key)
         result = None
         if runner is not None:
-            table = coef if isinstance(coef, torch.Tensor) else torch.from_numpy(coefs.table[k : k + 1]).to(self.device)  # runners: on CUDA
+            table = coef if isinstance(coef, torch.Tensor) else torch.from_numpy(coefs.table[k : k + 1]).to(self.device)  # shared by every row
             result = runner(x, table, d_prev, z, keep_d, rows)
         if result is None:
             out = denoiser(x, t)

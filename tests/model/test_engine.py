@@ -71,6 +71,32 @@ def test_mixed_samplers_joining_mid_chain_get_bitwise_their_points_alone() -> No
         np.testing.assert_array_equal(request.points, alone(request.plan, request.n, request.seed, block_rows=64))
 
 
+def test_a_tick_runner_gets_each_rows_own_coefficients() -> None:
+    """The CUDA-graph hook, played on CPU by a runner that does the eager tick from the (R, 8)
+    coefficients it is handed: mixed ticks must hand it every row's own step."""
+    calls: list[int] = []
+
+    def runner_for(denoiser: object) -> object:
+        def run(x: torch.Tensor, coef: torch.Tensor, d_prev: torch.Tensor | None, z: torch.Tensor | None, keep_d: bool, rows: int) -> object:
+            calls.append(coef.shape[0])
+            coef = coef.expand(rows, 8)  # (1, 8): one step for every row, as TickGraphs broadcasts it
+            out = denoiser(x, coef[:, 0].long())  # type: ignore[operator]
+            return step_rows(x, out, coef, d_prev, z, keep_d)
+
+        return run
+
+    e = engine(tick_rows=300, block_rows=64, tick_graphs=runner_for)
+    requests = [EngineRequest(n=30 + 41 * i, seed=7 + i, plan=plan(*spec)) for i, spec in enumerate(MIXED)]
+    for request in requests:
+        e.submit(request)
+        e.tick()
+    e.run()
+    assert any(rows > 1 for rows in calls) and 1 in calls  # mixed ticks (R rows) and shared-step ones (1 row, broadcast)
+    for request in requests:
+        assert request.error is None and request.points is not None
+        np.testing.assert_allclose(request.points, alone(request.plan, request.n, request.seed, block_rows=64), rtol=0, atol=1e-6)
+
+
 def test_one_evaluation_per_tick_serves_rows_of_every_sampler_with_their_own_t() -> None:
     rec = Recorder()
     e = engine(rec)
