@@ -103,7 +103,9 @@ class Service:
         return self.models.get(model).forward(t, n, seed)
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    """The loaded service. ``async`` on purpose: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a thread hop (and GIL hand-offs) on every request for an attribute lookup."""
     service: Service | None = getattr(request.app.state, "service", None)
     if service is None:  # only reachable when the app is driven without its lifespan
         raise ServiceUnavailable("not ready: the model is not loaded yet", "starting")

@@ -23,7 +23,7 @@ log = logging.getLogger("swirl.admin")
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-def require_admin(request: Request, service: ServiceDep) -> None:
+async def require_admin(request: Request, service: ServiceDep) -> None:
     token = service.settings.admin_token
     secret = token.get_secret_value() if token is not None else ""
     if not secret:
