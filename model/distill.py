@@ -50,8 +50,14 @@ GRID_SPACING = "quadratic"  # τ_k = T·(k/S)², more steps near the data
 
 
 def default_train_steps(student_steps: int) -> int:
-    """Optimiser steps per student: one jump from noise to data needs far more than a few short ones."""
-    return 60_000 if student_steps == 1 else 12_000
+    """Optimiser steps per student: one jump from noise to data needs far more than a few short ones.
+
+    60,000 / 8,000 / 8,000 (1 / 2 / 4 steps) keep all three students within 10 minutes of one
+    CPU core (≈ 6–7 ms a step at batch 1024); the previous 60,000 / 12,000 / 12,000 did not.
+    The 1-step student is the one that needs the steps (48,000 scored 0.524, 60,000 0.522);
+    the 2- and 4-step ones score 0.514 and 0.510 at 8,000: benchmarks/RESULTS.md §10.
+    """
+    return 60_000 if student_steps == 1 else 8_000
 
 
 @dataclass(frozen=True)
@@ -277,7 +283,7 @@ def _parse_train_steps(text: str) -> tuple[tuple[int, int], ...]:
         pairs = [part.split("=") for part in text.split(",") if part.strip()]
         return tuple((int(a), int(b)) for a, b in pairs)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected S=K pairs such as 1=60000,4=12000, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected S=K pairs such as 1=60000,4=8000, got {text!r}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -287,7 +293,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_parse_int_list, default=defaults.steps, help="students' network evaluations, e.g. 1,2,4")
     p.add_argument("--out", type=Path, required=True, help="prefix: student S is written to PREFIX-S")
     p.add_argument("--trajectories", type=int, default=defaults.trajectories, help="teacher ODE solutions to learn from")
-    p.add_argument("--train-steps", type=_parse_train_steps, default=(), help="optimiser steps per student, e.g. 1=60000,2=12000 (default_train_steps)")
+    p.add_argument("--train-steps", type=_parse_train_steps, default=(), help="optimiser steps per student, e.g. 1=60000,2=8000 (default_train_steps)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
