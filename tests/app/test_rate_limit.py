@@ -218,7 +218,10 @@ async def test_one_client_flooding_does_not_slow_another(tiny_checkpoint: Path) 
             stop.set()
             await asyncio.gather(*flooders)
     assert got == expected  # seeded: the same points
-    slack = 5 * statistics.median(baseline) + 0.15  # generous: this machine is shared; a blocked victim would take seconds
+    # generous: in-process the flood's own client work (four tasks posting every 2 ms) shares the
+    # victim's event loop, which put the victim's median at 0.08-0.35 s on this 2-core machine;
+    # a victim held behind admitted flood requests would take seconds
+    slack = 5 * statistics.median(baseline) + 0.5
     assert statistics.median(under_flood) <= slack, (baseline, under_flood)
     assert len(codes) >= 50 and codes.count(429) >= len(codes) - 1, (len(codes), codes.count(200))
     assert codes.count(200) <= 1  # its first request fit a full bucket; then it owes 210000, 10 s of budget
