@@ -29,9 +29,12 @@ could depend on the batch), so on CPU a request's points are bitwise the same al
 a crowd whenever the matrix kernels are (tests/model/test_engine.py checks both).
 
 Scheduling: blocks are taken in order of ``arrival + remaining work / throughput`` until
-the row budget is reached (the last block may overshoot it). Small requests therefore go
-first, while a long request keeps whatever budget is left and gains priority as it ages,
-so it is never starved. With several models in flight, the models share the budget by
+the row budget is reached. A block that does not fit in what is left of the tick waits (and
+lets smaller requests behind it in) and earns the rows left unused, at least half a budget,
+as credit, running once credit covers it: next to small requests, a long request's
+8,192-row block runs every other tick, so half the ticks a small request needs are short,
+while the long request loses only the cost of those short ticks. Small requests therefore
+go first, while a long request gains priority as it ages and is never starved. With several models in flight, the models share the budget by
 deficit round robin (each earns an equal share per tick and spends it on its own blocks
 in that order): a flood on one model, however aged, can neither keep another model out of
 the ticks nor make them long.
@@ -237,6 +240,7 @@ class Engine:
         self._runners: dict[Hashable, TickRunner | None] = {}
         self._requests: list[EngineRequest] = []
         self._credit: dict[Hashable, int] = {}  # rows each model may still take (several models in flight)
+        self._overflow = 0  # rows a block that did not fit has earned (one model in flight)
         self._tables: dict[int, PlanCoefficients] = {}  # id(plan) → coefficients, for plans in flight
         self._zeros = torch.zeros((0, 2), device=self.device)
         self.remaining_work = 0  # rows × steps still to go, over every request in flight
@@ -352,16 +356,26 @@ class Engine:
         order = sorted(self._requests, key=lambda r: r.submitted_at + r.remaining / rate)
         models = {r.model for r in order}
         if len(models) > 1:
+            self._overflow = 0
             return self._schedule_shared(order, len(models))
         self._credit.clear()
-        budget, used, picked = self.tick_rows, 0, list[_Block]()
+        budget, used, picked, waited = self.tick_rows, 0, list[_Block](), False
         for request in order:
             for block in _block_order(request):
+                if block.k >= block.coefs.length:
+                    continue
+                room = budget - used
+                if block.rows > room + self._overflow and picked:
+                    waited = True  # too big for what is left of this tick: this request waits; smaller ones may still fit
+                    break
+                if block.rows > room:
+                    self._overflow = 0  # taken on its credit (or alone in the tick)
+                picked.append(block)
+                used += block.rows
                 if used >= budget:
                     return picked
-                if block.k < block.coefs.length:
-                    picked.append(block)
-                    used += block.rows
+        if waited:  # the waiting block earns the rows left unused, and at least half a budget: it runs within two ticks
+            self._overflow = min(self._overflow + max(budget - used, budget // 2), budget)
         return picked
 
     def _schedule_shared(self, order: list[EngineRequest], models: int) -> list[_Block]:

@@ -146,7 +146,11 @@ def test_the_tick_budget_holds_but_always_makes_progress() -> None:
     e = engine(rec, tick_rows=256, block_rows=100)
     e.submit(EngineRequest(n=1000, seed=0, plan=plan("ddim", 5)))
     e.tick()
-    assert rec.calls[-1][0] == 300  # blocks are taken until the budget is reached (the last may overshoot)
+    assert rec.calls[-1][0] == 200  # blocks are taken while they fit: a third would overshoot, so it waits …
+    e.tick()
+    assert rec.calls[-1][0] == 300  # … earning the unused rows (at least half a budget), and runs on that credit
+    e.tick()
+    assert rec.calls[-1][0] == 200
     tiny = engine(Recorder(), tick_rows=1, block_rows=100)
     request = EngineRequest(n=100, seed=0, plan=plan("ddim", 2))
     tiny.submit(request)
@@ -340,3 +344,24 @@ def test_a_flood_on_one_model_never_keeps_another_model_out_of_the_ticks() -> No
     np.testing.assert_allclose(small.points, alone(plan("ddim", steps=10), 5, 7), atol=1e-6)
     assert not any(r.finished for r in flood)  # the flood kept its share meanwhile
     assert all(r.remaining < r.work for r in flood[:1])
+
+
+def test_next_to_a_small_request_a_full_block_runs_every_other_tick() -> None:
+    """The CPU defaults in miniature (blocks as large as the budget): a small request's ticks
+    alternate between carrying the big request's block and not, so half of them are short,
+    and the big request keeps going."""
+    rec = Recorder()
+    e = engine(rec, tick_rows=1000, block_rows=1000)
+    big = EngineRequest(n=20_000, seed=0, plan=plan("ddim", 10))
+    e.submit(big)
+    e.tick()
+    small = EngineRequest(n=10, seed=1, plan=plan("ddpm"))
+    e.submit(small)
+    first = len(rec.calls)
+    while not small.finished:
+        e.tick()
+    rows = [r for r, _ in rec.calls[first:]]
+    assert len(rows) == 50 and rows.count(10) == 25 and rows.count(1010) == 25
+    e.run()
+    assert big.error is None and small.error is None
+    np.testing.assert_array_equal(small.points, alone(small.plan, 10, 1))
