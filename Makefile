@@ -61,12 +61,12 @@ lint: $(STAMP)
 ## train: retrain the shipped checkpoint (same model id), then evaluate it (timings: benchmarks/RESULTS.md)
 train: $(STAMP)
 	@echo "make train: 1. training checkpoints/swiss-roll (70,000 steps: 189-336 s on this project's 2-core CPU)"
-	@echo "            2. evaluating it with python -m model.evaluate (4 samplers: 205 s measured with the 2 cores shared by other jobs, load 12-16; see benchmarks/RESULTS.md)"
+	@echo "            2. evaluating it with python -m model.evaluate (4 samplers: about 40 s on a quiet 2-core machine, 205 s with its cores shared by other jobs; see benchmarks/RESULTS.md)"
 	$(PY) -m model.train --out checkpoints/swiss-roll --overwrite --evaluate
 
 ## evaluate: re-evaluate the shipped checkpoint and store the results in its checkpoint.json
 evaluate: $(STAMP)
-	@echo "make evaluate: python -m model.evaluate checkpoints/swiss-roll (205 s measured with the 2 cores shared by other jobs, load 12-16)"
+	@echo "make evaluate: python -m model.evaluate checkpoints/swiss-roll (about 40 s on a quiet 2-core machine, 205 s with its cores shared by other jobs)"
 	$(PY) -m model.evaluate checkpoints/swiss-roll
 
 bench: $(STAMP)
