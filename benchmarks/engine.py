@@ -183,7 +183,7 @@ print(sorted(times)[len(times) // 2])
 """
 
 
-def in_process(previous: Path, sizes: tuple[int, ...] = (1000, 10_000, 100_000), rounds: int = 3) -> list[list[str]]:
+def in_process(previous: Path, sizes: tuple[int, ...] = (1000, 10_000, 100_000), rounds: int = 5) -> list[list[str]]:
     """DDPM-50 in-process, the previous ``run_chain`` against ``model.engine.sample``, alternating subprocesses."""
     rows = []
     for n in sizes:
