@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,3 +71,28 @@ async def raw_get(host: str, port: int, target: str) -> tuple[int, bytes]:
         return status, body
     finally:
         writer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float, log_path: Path, poll_s: float = 0.2) -> None:
+    """Poll ``url``/readyz until it answers 200; RuntimeError with the log's tail if the server
+    exits first or is not ready in ``timeout`` seconds (then it is killed)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll_s)
+    process.kill()
+    raise RuntimeError(f"server not ready in {timeout:g} s:\n{log_path.read_text(errors='replace')[-3000:]}")

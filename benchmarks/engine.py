@@ -32,11 +32,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine, raw_get, table
+from benchmarks._common import free_port, machine, raw_get, table, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXED = ["sampler=ddpm", "sampler=ddim&steps=10", "sampler=dpmpp2m&steps=10"]
@@ -47,14 +45,6 @@ class Server:
     label: str
     process: subprocess.Popen[bytes]
     port: int
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def export_previous(commit: str) -> Path:
@@ -70,20 +60,12 @@ def start(label: str, cwd: Path, env: dict[str, str], ready_timeout: float = 300
     environment["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [os.environ.get("PYTHONPATH")])])
     log = open(Path(tempfile.gettempdir()) / f"swirl-bench-{label.replace(' ', '_')}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen([sys.executable, "-m", "app"], cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.close()
-            raise RuntimeError(f"{label} exited with {process.returncode}:\n{Path(log.name).read_text(errors='replace')[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                time.sleep(2.0)  # every process of a multi-process server becomes ready in turn
-                return Server(label, process, port)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{label} not ready in {ready_timeout:g} s")
+    try:
+        wait_ready(process, f"http://127.0.0.1:{port}", ready_timeout, Path(log.name))
+    finally:
+        log.close()  # the child holds its own copy
+    time.sleep(2.0)  # every process of a multi-process server becomes ready in turn
+    return Server(label, process, port)
 
 
 def stop(server: Server) -> None:

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,10 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import free_port, wait_ready  # noqa: E402
+
 ATOL = 1e-5  # batched matmuls may differ from solo ones in the last float32 bits
 
 
@@ -73,30 +76,14 @@ def parse_samplers(text: str) -> list[dict[str, Any]]:
     return specs
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_server(checkpoint: Path, device: str, ready_timeout: float, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "SWIRL_CHECKPOINT": str(checkpoint), "SWIRL_HOST": "127.0.0.1", "SWIRL_PORT": str(port), "SWIRL_DEVICE": device}
     log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server
     process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}; see {log_path}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server not ready in {ready_timeout:g} s; see {log_path}")
+    wait_ready(process, url, ready_timeout, log_path)
+    return process, url
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:

@@ -30,8 +30,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine, table
-from benchmarks.engine import ROOT, closed_loop, free_port, start, stop
+from benchmarks._common import free_port, machine, table
+from benchmarks.engine import ROOT, closed_loop, start, stop
 
 N = 100
 
