@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +22,7 @@ from app.client_address import ClientResolver
 from app.encoding import dumps
 from app.head import HEAD_KEY, method_of
 from app.logs import REQUEST_ID
+from app.randomness import request_id
 
 log = logging.getLogger("swirl.errors")
 access_log = logging.getLogger("swirl.access")
@@ -34,7 +34,7 @@ REQUEST_ID_KEY = "swirl.request_id"
 
 
 def new_request_id() -> str:
-    return secrets.token_hex(16)
+    return request_id()
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> tuple[str, bool]:

@@ -29,7 +29,8 @@ class Denoiser(Protocol):
     device: torch.device
 
     def __call__(self, x: torch.Tensor, t: Timesteps) -> torch.Tensor:
-        """(R, 2) points at steps t → (R, 2) raw network output (ε or v, as the model was trained)."""
+        """(R, 2) points at steps t → (R, 2) raw network output (ε or v, as the model was trained),
+        in a new tensor that the caller may overwrite (the engine updates in place)."""
 
 
 class NetDenoiser:
@@ -41,6 +42,7 @@ class NetDenoiser:
         with torch.inference_mode():
             table = net.time_bias(torch.arange(net.timesteps + 1, device=self.device))  # (T+1, depth, width)
         self.biases = [table[:, i, :].contiguous() for i in range(net.config.depth)]  # per layer (T+1, width)
+        self.bias_rows = [[bias[t] for bias in self.biases] for t in range(net.timesteps + 1)]  # [t][layer]: (width,) views
         self.weights_t = [layer.weight.detach().t() for layer in net.layers if isinstance(layer, torch.nn.Linear)]  # (in, width) views
         self.out_weight_t = net.out.weight.detach().t()
         self.out_bias = net.out.bias.detach()
@@ -60,9 +62,10 @@ class NetDenoiser:
 
     def _forward(self, x: torch.Tensor, t: Timesteps) -> torch.Tensor:
         h = x
-        for table, weight_t in zip(self.biases, self.weights_t):
-            # one t: one bias row, broadcast; else each row's own bias row
-            h = torch.addmm(table[t], h, weight_t) if isinstance(t, int) else torch.index_select(table, 0, t).addmm_(h, weight_t)
+        # one t: that t's bias rows, broadcast; else each row's own bias rows, gathered
+        biases = self.bias_rows[t] if isinstance(t, int) else [torch.index_select(table, 0, t) for table in self.biases]
+        for bias, weight_t in zip(biases, self.weights_t):
+            h = torch.addmm(bias, h, weight_t) if bias.dim() == 1 else bias.addmm_(h, weight_t)
             if self.activation == "silu":
                 F.silu(h, inplace=True)
             elif self.activation == "relu":
@@ -84,7 +87,7 @@ class FunctionDenoiser:
 
     def __call__(self, x: torch.Tensor, t: Timesteps) -> torch.Tensor:
         if isinstance(t, int):
-            return self.fn(x, t)
+            return torch.empty_like(x).copy_(self.fn(x, t))  # fresh, whatever fn returns (x itself, a view …)
         out = torch.empty_like(x)
         for value in torch.unique(t).tolist():
             mask = t == value

@@ -117,11 +117,16 @@ def step_rows(
     d_prev: torch.Tensor | None,
     z: torch.Tensor | None,
     keep_d: bool,
+    *,
+    inplace: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One reverse step for rows (R, 2). ``coef`` holds each row's 8 coefficients: a tensor
     (R or 1, 8), or the 8 columns as (R, 1) tensors, or one step's 8 coefficients as floats
     shared by every row. All three carry the same float32 values and so round alike: a row's
     result does not depend on which form its tick used.
+
+    ``inplace=True`` overwrites ``x`` (it becomes x'), ``out`` and ``z`` instead of allocating:
+    the same multiplies and adds in the same order, so the same bits (tested).
 
     The one definition of the update, used by the eager tick and the CUDA graphs alike.
     """
@@ -129,16 +134,20 @@ def step_rows(
     def c(i: int) -> torch.Tensor | float:
         return coef[:, i : i + 1] if isinstance(coef, torch.Tensor) else coef[i]
 
-    x_next = x * c(X_COEF)
-    x_next += out * c(EPS_COEF)
-    if d_prev is not None:
-        x_next += d_prev * c(PREV_COEF)
-    if z is not None:
-        x_next += z * c(NOISE_STD)
     d = None
     if keep_d:
         d = x * c(D_X)
         d += out * c(D_EPS)
+    if inplace:
+        x_next = x.mul_(c(X_COEF))
+        x_next += out.mul_(c(EPS_COEF))
+    else:
+        x_next = x * c(X_COEF)
+        x_next += out * c(EPS_COEF)
+    if d_prev is not None:
+        x_next += d_prev * c(PREV_COEF)
+    if z is not None:
+        x_next += z.mul_(c(NOISE_STD)) if inplace else z * c(NOISE_STD)
     return x_next, d
 
 
@@ -243,6 +252,7 @@ class Engine:
         self._overflow = 0  # rows a block that did not fit has earned (one model in flight)
         self._tables: dict[int, PlanCoefficients] = {}  # id(plan) → coefficients, for plans in flight
         self._zeros = torch.zeros((0, 2), device=self.device)
+        self._noise = torch.empty((0, 2), device=self.device)
         self.remaining_work = 0  # rows × steps still to go, over every request in flight
         self.throughput = 2.0e6 if not cuda else 2.0e8  # rows × steps per second; measured as ticks run
         self.ticks = 0
@@ -352,9 +362,12 @@ class Engine:
         if self.one_at_a_time:
             head = self._requests[0]
             return [b for b in _block_order(head) if b.k < b.coefs.length]
-        rate = max(self.throughput, 1.0)
-        order = sorted(self._requests, key=lambda r: r.submitted_at + r.remaining / rate)
-        models = {r.model for r in order}
+        if len(self._requests) == 1:
+            order = self._requests
+        else:
+            rate = max(self.throughput, 1.0)
+            order = sorted(self._requests, key=lambda r: r.submitted_at + r.remaining / rate)
+        models = {r.model for r in order} if len(order) > 1 else ()
         if len(models) > 1:
             self._overflow = 0
             return self._schedule_shared(order, len(models))
@@ -463,20 +476,22 @@ class Engine:
             keep_d = any(b.coefs.keeps_d[b.k] for b in blocks)
         z = None
         if any(noisy):
-            z = torch.empty((rows, 2), device=self.device) if all(noisy) else torch.zeros((rows, 2), device=self.device)
-            start = 0
-            for block, is_noisy in zip(blocks, noisy):
+            if self._noise.shape[0] < rows:
+                self._noise = torch.empty((rows, 2), device=self.device)
+            z = self._noise[:rows]  # the tick's noise buffer, reused (each tick refills and scales it)
+            if not all(noisy):
+                z.zero_()
+            for block, is_noisy, z_block in zip(blocks, noisy, [z] if len(blocks) == 1 else z.split(sizes)):
                 if is_noisy:
-                    block.draw(z[start : start + block.rows])
-                start += block.rows
+                    block.draw(z_block)
         d_prev = self._gather_d(blocks, rows) if uses_prev else None
         result = None
         if runner is not None:
             table = coef if isinstance(coef, torch.Tensor) else torch.from_numpy(coefs.table[k : k + 1]).to(self.device)  # shared by every row
             result = runner(x, table, d_prev, z, keep_d, rows)
         if result is None:
-            out = denoiser(x, t)
-            result = step_rows(x, out, coef, d_prev, z, keep_d)
+            out = denoiser(x, t)  # a fresh tensor (the Denoiser contract): overwritten in place
+            result = step_rows(x, out, coef, d_prev, z, keep_d, inplace=True)
         x_next, d = result
         self._scatter(blocks, sizes, x_next, d)
         return rows

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -25,6 +24,7 @@ from app.encoding import JSON, NPY, POINT_FORMATS
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.middleware import MODEL_SCOPE_KEY
 from app.negotiation import accepts_encoding, negotiate
+from app.randomness import seed32
 from app.rate_limit import charge
 from app.schemas import (
     ErrorResponse,
@@ -185,7 +185,7 @@ def sample_job(params: SampleRequest, service: Service, location: str, request: 
     check_request(params.n, plan, params.trajectory_every)
     steps = len(plan.steps)
     check_sample_limits(params, steps, settings.max_response_points, location)
-    seed = params.seed if params.seed is not None else secrets.randbits(32)
+    seed = params.seed if params.seed is not None else seed32()
     return SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name), steps
 
 
@@ -308,7 +308,7 @@ async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDe
     label_model(request, version.name)
     check_forward_limits(params, version.checkpoint.schedule.timesteps, service.settings.max_points)
     charge(request, points=params.n)
-    seed = params.seed if params.seed is not None else secrets.randbits(32)
+    seed = params.seed if params.seed is not None else seed32()
     submitted = time.perf_counter()
     started: list[float] = []
 

@@ -287,6 +287,31 @@ def test_step_rows_is_the_step_formula_row_by_row() -> None:
         torch.testing.assert_close(d[i], c[5] * x[i] + c[6] * out[i], rtol=1e-12, atol=1e-12)
 
 
+def test_in_place_step_gives_the_same_bits_and_reuses_x() -> None:
+    """The eager tick updates x in place (overwriting the network output and the noise): the
+    same multiplies and adds in the same order as the allocating form, for every coefficient form."""
+    g = torch.Generator().manual_seed(2)
+    x, out, d_prev, z = (torch.randn(300, 2, generator=g) for _ in range(4))
+    coefs = PlanCoefficients(plan("dpmpp2m", 10))
+    for k in range(coefs.length):
+        table = torch.from_numpy(coefs.table[k : k + 1]).repeat(300, 1)
+        columns = [table[:, i : i + 1].contiguous() for i in range(8)]
+        for coef in (coefs.rows[k], table, columns):
+            expected, d_expected = step_rows(x, out, coef, d_prev, z, keep_d=True)
+            xi, oi, zi = x.clone(), out.clone(), z.clone()
+            got, d_got = step_rows(xi, oi, coef, d_prev, zi, keep_d=True, inplace=True)
+            assert got.data_ptr() == xi.data_ptr()  # x itself became x'
+            assert torch.equal(got, expected) and d_got is not None and d_expected is not None and torch.equal(d_got, d_expected)
+
+
+def test_function_denoiser_returns_a_tensor_the_engine_may_overwrite() -> None:
+    x = torch.randn(5, 2)
+    out = FunctionDenoiser(lambda x, t: x)(x, 3)
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+    result = sample(FunctionDenoiser(lambda x, t: x), plan("ddim", 4), 50, 7).x0  # identity network: runs, finite
+    assert torch.isfinite(result).all()
+
+
 def test_scalar_coefficients_round_exactly_like_the_float32_table() -> None:
     """A tick whose rows share one step multiplies by Python floats; a mixed tick by the table's
     float32 columns. Both must give every row the same bits, or a request's points would depend
