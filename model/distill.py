@@ -26,8 +26,11 @@ import argparse
 import copy
 import logging
 import math
+import os
 import sys
 import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,12 +55,19 @@ GRID_SPACING = "quadratic"  # τ_k = T·(k/S)², more steps near the data
 def default_train_steps(student_steps: int) -> int:
     """Optimiser steps per student: one jump from noise to data needs far more than a few short ones.
 
-    60,000 / 8,000 / 8,000 (1 / 2 / 4 steps) keep all three students within 10 minutes of one
-    CPU core (≈ 6–7 ms a step at batch 1024); the previous 60,000 / 12,000 / 12,000 did not.
-    The 1-step student is the one that needs the steps (48,000 scored 0.524, 60,000 0.522);
-    the 2- and 4-step ones score 0.514 and 0.510 at 8,000: benchmarks/RESULTS.md §10.
+    The 1-step student is the one that needs optimiser steps (at batch 1,024: 60,000 scored 0.522,
+    90,000 0.514, 120,000 0.513 from the previous teacher); the 2- and 4-step ones gain more
+    from a larger batch (``default_batch_size``). Trained side by side, one process per core,
+    100,000 / 30,000 / 20,000 (1 / 2 / 4 steps) take about 6.5 minutes here: the 1-step student
+    alone on one core, the 2- and 4-step ones one after the other on the other (RESULTS.md §10).
     """
-    return 60_000 if student_steps == 1 else 8_000
+    return {1: 100_000, 2: 30_000}.get(student_steps, 20_000)
+
+
+def default_batch_size(student_steps: int) -> int:
+    """Rows per optimiser step: 1,024 for the 1-step student (more steps beat bigger ones there),
+    2,048 for the others (the 2-step student at 30,000 steps: 0.511 at 1,024, 0.508 at 2,048)."""
+    return 1024 if student_steps == 1 else 2048
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class DistillConfig:
     steps: tuple[int, ...] = (1, 2, 4)  # the students' network evaluations
     trajectories: int = 200_000  # teacher ODE solutions x_T → x_0
     train_steps: tuple[tuple[int, int], ...] = ()  # (student steps, optimiser steps); default_train_steps otherwise
-    batch_size: int = 1024
+    batch_size: int | None = None  # rows per optimiser step for every student; None: default_batch_size
     lr: float = 1e-3  # peak learning rate (Adam), cosine decay to 0 after warm-up (5e-4 lost 0.004–0.014: RESULTS.md)
     warmup_steps: int = 200
     ema_decay: float = 0.999  # the checkpoint stores the EMA of the student's weights
@@ -74,13 +84,22 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if not self.steps or any(s < 1 for s in self.steps) or len(set(self.steps)) != len(self.steps):
             raise ValueError(f"steps must be distinct positive integers, got {self.steps}")
-        if self.trajectories < 1 or self.batch_size < 1 or self.lr <= 0:
+        if self.trajectories < 1 or (self.batch_size is not None and self.batch_size < 1) or self.lr <= 0:
             raise ValueError("trajectories, batch_size and lr must be positive")
+        if any(self.batch(s) > self.trajectories for s in self.steps):
+            raise ValueError(f"batch_size ({max(self.batch(s) for s in self.steps)}) must not exceed trajectories ({self.trajectories})")
         if any(k < 1 for _, k in self.train_steps):
             raise ValueError("train steps must be positive")
 
     def optimiser_steps(self, student_steps: int) -> int:
         return dict(self.train_steps).get(student_steps, default_train_steps(student_steps))
+
+    def batch(self, student_steps: int) -> int:
+        return self.batch_size if self.batch_size is not None else default_batch_size(student_steps)
+
+    def cost(self, student_steps: int) -> int:
+        """Rows through the network over a student's training: what orders the students for the workers."""
+        return self.optimiser_steps(student_steps) * self.batch(student_steps)
 
 
 @dataclass
@@ -122,6 +141,25 @@ def student_grid(teacher: Checkpoint, steps: int) -> list[int]:
     return subsequence(teacher.schedule, steps, GRID_SPACING)
 
 
+class _Epochs:
+    """One grid interval's (start, target) pairs in shuffled epochs: each batch is the next
+    contiguous slice of this epoch's shuffled copy, so a step reads two slices instead of
+    gathering rows at random from the whole trajectory set (about 9% of a step's time)."""
+
+    def __init__(self, starts: torch.Tensor, ends: torch.Tensor, generator: torch.Generator) -> None:
+        self.starts, self.ends, self.generator = starts, ends, generator
+        self.cursor = len(starts)
+        self.shuffled: tuple[torch.Tensor, torch.Tensor] = (starts, ends)
+
+    def next(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cursor + count > len(self.starts):
+            order = torch.randperm(len(self.starts), device=self.starts.device, generator=self.generator)
+            self.shuffled = (self.starts[order], self.ends[order])
+            self.cursor = 0
+        start, self.cursor = self.cursor, self.cursor + count
+        return self.shuffled[0][start : self.cursor], self.shuffled[1][start : self.cursor]
+
+
 def _learning_rate(config: DistillConfig, step: int, total: int) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
@@ -130,25 +168,32 @@ def _learning_rate(config: DistillConfig, step: int, total: int) -> float:
 
 
 def landing_loss(
-    net: EpsilonMLP, x: torch.Tensor, k: torch.Tensor, t_table: torch.Tensor, target: torch.Tensor, a_table: torch.Tensor, b_table: torch.Tensor
+    net: EpsilonMLP, starts: Sequence[torch.Tensor], t_table: torch.Tensor, targets: Sequence[torch.Tensor], a: Sequence[float], b: Sequence[float]
 ) -> torch.Tensor:
-    """Mean squared distance between the student's DDIM landing point and the teacher's x_s.
+    """Mean squared distance between the student's DDIM landing points and the teacher's x_s.
 
-    Row i starts at grid point k_i; τ(t) is computed once per grid point, not per row.
+    ``starts[k]`` are rows at grid point k (``t_table[k]``), ``targets[k]`` where the teacher's
+    trajectories are one interval later. Rows are grouped by grid point, so each group's
+    layers take τ(t_k) as one broadcast bias (``addmm``): no per-row gather of τ and no
+    scatter in the backward pass, which made an optimiser step about 1.7× as slow.
     """
-    bias = net.time_bias(t_table)[k]  # (B, depth, width)
-    landed = a_table[k][:, None] * x + b_table[k][:, None] * net.forward_with_row_bias(x, bias)
-    return ((landed - target) ** 2).sum(dim=1).mean()
+    bias = net.time_bias(t_table)  # (S, depth, width), one row per grid point
+    squared = []
+    for k, (x, target) in enumerate(zip(starts, targets)):
+        if len(x):
+            landed = a[k] * x + b[k] * net.forward_with_shared_bias(x, bias[k])
+            squared.append(((landed - target) ** 2).sum())
+    return torch.stack(squared).sum() / sum(len(x) for x in starts)
 
 
-def distill_student(teacher: Checkpoint, trajectories: Trajectories, steps: int, config: DistillConfig, progress: bool = True) -> Student:
+def distill_student(teacher: Checkpoint, trajectories: Trajectories, steps: int, config: DistillConfig, progress: bool = True, position: int = 0) -> Student:
     """Fine-tune a copy of the teacher so that its ``steps``-step DDIM lands on the teacher's trajectories."""
     device = teacher.device
     grid = student_grid(teacher, steps)
     targets = [*grid[1:], 0]
     coefficients = [ddim_step(teacher.schedule, t, s, 0.0, teacher.prediction) for t, s in zip(grid, targets)]
-    a_table = torch.tensor([c.x_coef for c in coefficients], dtype=torch.float32, device=device)
-    b_table = torch.tensor([c.eps_coef for c in coefficients], dtype=torch.float32, device=device)
+    a = [float(torch.tensor(c.x_coef, dtype=torch.float32)) for c in coefficients]
+    b = [float(torch.tensor(c.eps_coef, dtype=torch.float32)) for c in coefficients]
     t_table = torch.tensor(grid, device=device)
     starts = torch.stack([trajectories.frames[t] for t in grid]).to(device)  # (S, M, 2)
     ends = torch.stack([trajectories.frames[s] for s in targets]).to(device)
@@ -157,24 +202,27 @@ def distill_student(teacher: Checkpoint, trajectories: Trajectories, steps: int,
     generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + steps)
     net = copy.deepcopy(teacher.net).train().requires_grad_(True)
     ema = copy.deepcopy(net).requires_grad_(False)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, fused=True)
     params: list[torch.Tensor] = list(net.parameters())
     ema_params: list[torch.Tensor] = list(ema.parameters())
     total = config.optimiser_steps(steps)
     rows = trajectories.count
+    # every batch holds the same number of rows per grid interval (stratified), grouped by interval
+    batch_size = config.batch(steps)
+    per_interval = [batch_size // steps + (1 if k < batch_size % steps else 0) for k in range(steps)]
+    intervals = [_Epochs(starts[k], ends[k], generator) for k in range(steps)]
 
     with torch.no_grad():
         probe = torch.arange(min(rows, 8192), device=device)
-        initial = _grid_error(teacher.net, starts, ends, probe, t_table, a_table, b_table)
+        initial = _grid_error(teacher.net, starts, ends, probe, t_table, a, b)
     losses = torch.empty(total)
     started = time.perf_counter()
-    bar = tqdm(range(total), desc=f"student-{steps}", disable=not progress, mininterval=0.5, dynamic_ncols=True)
+    bar = tqdm(range(total), desc=f"student-{steps}", disable=not progress, mininterval=0.5, dynamic_ncols=True, position=position)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(config, step, total)
-        index = torch.randint(0, rows, (config.batch_size,), device=device, generator=generator)
-        k = torch.randint(0, steps, (config.batch_size,), device=device, generator=generator)
-        loss = landing_loss(net, starts[k, index], k, t_table, ends[k, index], a_table, b_table)
+        batch = [pairs.next(count) for pairs, count in zip(intervals, per_interval)]
+        loss = landing_loss(net, [x for x, _ in batch], t_table, [y for _, y in batch], a, b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -187,7 +235,7 @@ def distill_student(teacher: Checkpoint, trajectories: Trajectories, steps: int,
     wall = time.perf_counter() - started
     ema.eval()
     with torch.no_grad():
-        final = _grid_error(ema, starts, ends, probe, t_table, a_table, b_table)
+        final = _grid_error(ema, starts, ends, probe, t_table, a, b)
     summary = {
         "method": METHOD,
         "steps": total,
@@ -203,7 +251,8 @@ def distill_student(teacher: Checkpoint, trajectories: Trajectories, steps: int,
         "seed": config.seed,
         "torch_version": torch.__version__,
         "device": str(device),
-        "config": {k: v for k, v in asdict(config).items() if k not in ("steps", "train_steps")} | {"train_steps": total},
+        "threads": torch.get_num_threads(),
+        "config": {k: v for k, v in asdict(config).items() if k not in ("steps", "train_steps")} | {"train_steps": total, "batch_size": batch_size},
     }
     log.info("student-%d %s: %d steps in %.1f s, grid error %.5f → %.5f", steps, grid, total, wall, initial, final)
     return Student(net=ema, grid=grid, summary=summary)
@@ -215,14 +264,15 @@ def _grid_error(
     ends: torch.Tensor,
     rows: torch.Tensor,
     t_table: torch.Tensor,
-    a_table: torch.Tensor,
-    b_table: torch.Tensor,
+    a: Sequence[float],
+    b: Sequence[float],
 ) -> float:
     """Mean over the grid's intervals of the one-step landing error on ``rows`` (teacher states in)."""
     errors = []
     for k in range(len(t_table)):
-        index = torch.full((len(rows),), k, device=t_table.device)
-        errors.append(float(landing_loss(net, starts[k, rows], index, t_table, ends[k, rows], a_table, b_table)))
+        only = [starts[j, rows] if j == k else starts[j, :0] for j in range(len(t_table))]
+        targets = [ends[j, rows] if j == k else ends[j, :0] for j in range(len(t_table))]
+        errors.append(float(landing_loss(net, only, t_table, targets, a, b)))
     return sum(errors) / len(errors)
 
 
@@ -245,18 +295,51 @@ def student_path(prefix: Path, steps: int) -> Path:
     return prefix.with_name(f"{prefix.name}-{steps}")
 
 
-def distill(teacher_path: str | Path, config: DistillConfig, out: Path, device: torch.device, progress: bool = True) -> list[Path]:
-    """Train and write one checkpoint per student step count: ``{out}-{S}``. Returns their paths."""
+def default_workers(config: DistillConfig, device: torch.device) -> int:
+    """One process per CPU core, at most one per student; a GPU trains the students in turn."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(len(config.steps), os.cpu_count() or 1))
+
+
+def distill(
+    teacher_path: str | Path,
+    config: DistillConfig,
+    out: Path,
+    device: torch.device,
+    progress: bool = True,
+    workers: int | None = None,
+    threads: int | None = None,
+) -> list[Path]:
+    """Train and write one checkpoint per student step count: ``{out}-{S}``. Returns their paths.
+
+    The students are independent (each its own seed and its own slice of work), so with
+    ``workers`` > 1 they train side by side in that many processes, ``threads`` torch threads
+    each (default: the cores shared out), the most costly first: a student's weights do not
+    depend on which process trained it or on what ran next to it, only on the thread count.
+    """
     teacher = load_checkpoint(teacher_path, device)
     if teacher.student:
         raise ValueError(f"{teacher_path} is itself a student; distil from the model it was distilled from")
-    started = time.perf_counter()
-    trajectories = teacher_trajectories(teacher, config.trajectories, config.seed)
-    written: list[Path] = []
-    for steps in sorted(config.steps, reverse=True):
+    for steps in config.steps:
         if steps > teacher.schedule.timesteps:
             raise ValueError(f"a student cannot take more steps than T = {teacher.schedule.timesteps}, got {steps}")
-        student = distill_student(teacher, trajectories, steps, config, progress)
+    workers = workers or default_workers(config, device)
+    if workers > 1 and device.type != "cpu":
+        log.warning("--workers applies to CPU training; on %s the students train in turn", device)
+        workers = 1
+    started = time.perf_counter()
+    trajectories = teacher_trajectories(teacher, config.trajectories, config.seed)
+    order = sorted(config.steps, key=lambda s: (-config.cost(s), -s))
+    if workers > 1 and len(order) > 1:
+        students = _train_side_by_side(teacher, trajectories, order, config, progress, min(workers, len(order)), threads)
+    else:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        students = {steps: distill_student(teacher, trajectories, steps, config, progress) for steps in order}
+    written: list[Path] = []
+    for steps in order:
+        student = students[steps]
         path = student_path(out, steps)
         save_checkpoint(
             path,
@@ -269,6 +352,53 @@ def distill(teacher_path: str | Path, config: DistillConfig, out: Path, device: 
         written.append(path)
     log.info("distilled %d students in %.1f s (teacher trajectories %.1f s)", len(written), time.perf_counter() - started, trajectories.seconds)
     return written
+
+
+def _train_side_by_side(
+    teacher: Checkpoint, trajectories: Trajectories, order: list[int], config: DistillConfig, progress: bool, workers: int, threads: int | None
+) -> dict[int, Student]:
+    """Each student in its own task of a pool of ``workers`` spawned processes; the pool hands the
+    next (most costly remaining) student to whichever process is free."""
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    log.info("training %d students in %d processes, %d torch thread(s) each", len(order), workers, threads)
+    context = torch.multiprocessing.get_context("spawn")
+    frames = torch.stack([trajectories.frames[t] for t in sorted(trajectories.frames)])  # (T+1, M, 2), t = 0…T
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(str(teacher.path), teacher.sha256, frames, trajectories.seconds, threads),
+    ) as pool:
+        futures = {steps: pool.submit(_worker_train, steps, config, progress, position) for position, steps in enumerate(order)}
+        try:
+            results = {steps: future.result() for steps, future in futures.items()}
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    students = {}
+    for steps, (state, grid, summary) in results.items():
+        net = copy.deepcopy(teacher.net)
+        net.load_state_dict(state)
+        students[steps] = Student(net=net.eval().requires_grad_(False), grid=grid, summary=summary)
+    return students
+
+
+_WORKER: dict[str, Any] = {}  # the teacher and its trajectories, once per worker process
+
+
+def _worker_init(teacher_path: str, sha256: str, frames: torch.Tensor, seconds: float, threads: int) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(threads)
+    teacher = load_checkpoint(teacher_path, "cpu")
+    if teacher.sha256 != sha256:
+        raise RuntimeError(f"{teacher_path} changed while the students were being distilled")
+    _WORKER["teacher"] = teacher
+    _WORKER["trajectories"] = Trajectories(frames={t: frames[t] for t in range(len(frames))}, seconds=seconds)
+
+
+def _worker_train(steps: int, config: DistillConfig, progress: bool, position: int) -> tuple[dict[str, torch.Tensor], list[int], dict[str, Any]]:
+    student = distill_student(_WORKER["teacher"], _WORKER["trajectories"], steps, config, progress, position)
+    return student.net.state_dict(), student.grid, student.summary
 
 
 def _parse_int_list(text: str) -> tuple[int, ...]:
@@ -294,12 +424,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="prefix: student S is written to PREFIX-S")
     p.add_argument("--trajectories", type=int, default=defaults.trajectories, help="teacher ODE solutions to learn from")
     p.add_argument("--train-steps", type=_parse_train_steps, default=(), help="optimiser steps per student, e.g. 1=60000,2=8000 (default_train_steps)")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--batch-size", type=int, default=None, help="rows per optimiser step for every student (default: 1024 for 1 step, 2048 otherwise)")
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--workers", type=int, default=None, help="students trained side by side, one process each (default: one per CPU core, 1 on a GPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: the cores shared out among the workers)")
     p.add_argument("--evaluate", action="store_true", help="run model.evaluate on each student and store its results")
     p.add_argument("--eval-samples", type=int, default=10_000)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -309,8 +440,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    if any(value is not None and value < 1 for value in (args.workers, args.threads)):
+        log.error("--workers and --threads must be at least 1")
+        return 2
     try:
         config = DistillConfig(
             steps=args.steps,
@@ -326,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = resolve_device(args.device)
     try:
-        paths = distill(args.teacher, config, args.out, device, progress=not args.no_progress)
+        paths = distill(args.teacher, config, args.out, device, progress=not args.no_progress, workers=args.workers, threads=args.threads)
     except KeyboardInterrupt:
         log.warning("interrupted: students already written are complete; no partial checkpoint was written")
         return 130

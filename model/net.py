@@ -105,6 +105,18 @@ class EpsilonMLP(nn.Module):
             h = self.act(layer(h) + bias[:, i])
         return self.out(h)
 
+    def forward_with_shared_bias(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``forward`` for rows that share one t, with τ(t) given, (depth, width), differentiable.
+
+        Training on a few values of t (a distilled student's grid): τ once per value, added
+        by ``addmm`` as a broadcast bias.
+        """
+        h = x
+        for i, layer in enumerate(self.layers):
+            assert isinstance(layer, nn.Linear)
+            h = self.act(torch.addmm(bias[i], h, layer.weight.t()))
+        return self.out(h)
+
     def forward_with_bias(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Fast path for a batch that shares one t: ``bias`` is τ(t) for that t, (depth, width).
 

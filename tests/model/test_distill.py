@@ -11,10 +11,10 @@ import torch
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.denoiser import NetDenoiser
 from model.diffusion import SamplerSpec
-from model.distill import DistillConfig, distill, student_path, teacher_spec
+from model.distill import DistillConfig, distill, landing_loss, student_path, teacher_spec
 from model.engine import sample
 from model.errors import InvalidParameter
-from model.net import NetConfig
+from model.net import EpsilonMLP, NetConfig
 from model.schedule import ScheduleConfig
 from model.train import TrainConfig, train
 
@@ -83,7 +83,7 @@ def test_a_student_refuses_other_step_counts(students: list[Path]) -> None:
 
 def test_a_student_cannot_be_distilled_again(students: list[Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="itself a student"):
-        distill(students[0], DistillConfig(steps=(1,), trajectories=10), tmp_path / "x", torch.device("cpu"), progress=False)
+        distill(students[0], DistillConfig(steps=(1,), trajectories=10, batch_size=10), tmp_path / "x", torch.device("cpu"), progress=False)
 
 
 def test_the_command_line_writes_one_checkpoint_per_step_count(teacher_dir: Path, tmp_path: Path) -> None:
@@ -95,3 +95,43 @@ def test_the_command_line_writes_one_checkpoint_per_step_count(teacher_dir: Path
     assert load_checkpoint(tmp_path / "cli-student-1").student_grids == {1: [50]}
     assert load_checkpoint(tmp_path / "cli-student-2").student_grids == {2: [50, 12]}
     assert main([str(teacher_dir), "--steps", "0", "--out", str(out), "--no-progress"]) == 2
+
+
+def test_landing_loss_is_the_ddim_landing_error_row_by_row() -> None:
+    """Rows grouped by grid point with one broadcast τ(t) per group: the same loss (to float32
+    rounding; the reference sums in float64) as each row's own forward pass, ‖a_k x + b_k f(x, τ_k) − target‖² averaged over every row."""
+    torch.manual_seed(0)
+    net = EpsilonMLP(NetConfig(hidden=16, depth=2, time_embedding_dim=8, prediction="v"), timesteps=50)
+    grid = torch.tensor([50, 12])
+    starts = [torch.randn(7, 2), torch.randn(5, 2)]
+    targets = [torch.randn(7, 2), torch.randn(5, 2)]
+    a, b = [0.0, 0.9], [-1.0, -0.3]
+    expected = torch.zeros((), dtype=torch.float64)
+    for k in range(2):
+        for x, y in zip(starts[k], targets[k]):
+            out = net(x[None], grid[k : k + 1])[0]
+            expected += ((a[k] * x.double() + b[k] * out.double() - y.double()) ** 2).sum()
+    expected /= 12
+    got = landing_loss(net, starts, grid, targets, a, b)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
+    got.backward()  # differentiable through the grouped forward
+    assert all(p.grad is not None for p in net.layers.parameters())
+
+
+def test_distill_config_rejects_a_batch_larger_than_the_trajectories() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        DistillConfig(trajectories=100, batch_size=1024)
+
+
+def test_students_trained_side_by_side_equal_students_trained_in_turn(teacher_dir: Path, tmp_path: Path) -> None:
+    """Two worker processes or one after the other, one thread each: the same weights, bit for bit."""
+    config = DistillConfig(steps=(1, 2), trajectories=600, train_steps=((1, 30), (2, 30)), batch_size=64, warmup_steps=5)
+    apart = distill(teacher_dir, config, tmp_path / "apart", torch.device("cpu"), progress=False, workers=2, threads=1)
+    alone = distill(teacher_dir, config, tmp_path / "alone", torch.device("cpu"), progress=False, workers=1, threads=1)
+    assert [p.name for p in apart] == ["apart-2", "apart-1"]  # the costlier student first
+    for a, b in zip(apart, alone):
+        net_a, net_b = load_checkpoint(a).net, load_checkpoint(b).net
+        for (name, x), (_, y) in zip(net_a.state_dict().items(), net_b.state_dict().items()):
+            assert torch.equal(x, y), name
+        summary = json.loads((a / "checkpoint.json").read_text())["training"]
+        assert summary["threads"] == 1 and summary["config"]["batch_size"] == 64
