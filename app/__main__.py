@@ -73,7 +73,7 @@ def main() -> None:
     )
     if workers > 1:
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # POST /admin/reload signals the supervisor
-        supervisor = Supervisor(config, sockets=[config.bind_socket()])
+        supervisor = Supervisor(config)
         with contextlib.suppress(KeyboardInterrupt):
             supervisor.run()
         if supervisor.startup_failed:

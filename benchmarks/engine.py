@@ -15,7 +15,8 @@ raw asyncio sockets (``benchmarks/_common.raw_get``), which cost the client almo
 2. Head-of-line blocking: a 10-point request sent while a 100,000-point DDPM request runs
    (its latency, and the big request's time against its time alone).
 3. 64 concurrent clients × n = 100 against one 6,400-point request (median of interleaved pairs).
-4. DDPM-50 in-process at n = 1k, 10k, 100k: the previous ``run_chain`` against ``model.engine.sample``.
+4. DDPM-50 in-process at n = 1k, 10k, 100k, one and two torch threads: the previous ``run_chain``
+   against ``model.engine.sample``.
 """
 
 from __future__ import annotations
@@ -157,27 +158,36 @@ denoiser, plan = NetDenoiser(ck.net, "cpu"), make_plan(ck.schedule, SamplerSpec(
 run = lambda n: sample(denoiser, plan, n, 0)
 """
 TIMING = """
+torch.set_num_threads(int(sys.argv[3]))
 n = int(sys.argv[1]); run(n)
 times = []
 for _ in range(int(sys.argv[2])):
     t0 = time.perf_counter(); run(n); times.append(time.perf_counter() - t0)
-print(sorted(times)[len(times) // 2])
+print(min(times), sorted(times)[len(times) // 2])
 """
 
 
-def in_process(previous: Path, sizes: tuple[int, ...] = (1000, 10_000, 100_000), rounds: int = 5) -> list[list[str]]:
-    """DDPM-50 in-process, the previous ``run_chain`` against ``model.engine.sample``, alternating subprocesses."""
+def in_process(previous: Path, sizes: tuple[int, ...] = (1000, 10_000, 100_000), rounds: int = 5, threads: tuple[int, ...] = (1, 2)) -> list[list[str]]:
+    """DDPM-50 in-process, the previous ``run_chain`` against ``model.engine.sample``, in alternating
+    subprocesses (old, new, old, new …), each timing a few chains after a warm-up: per version the
+    median over rounds of each process's fastest chain and of its median chain."""
     rows = []
-    for n in sizes:
-        repeats = "5" if n < 100_000 else "2"
-        old, new = [], []
-        for _ in range(rounds):
-            for code, cwd, into in ((OLD_CHAIN, previous, old), (NEW_CHAIN, ROOT, new)):
-                env = {**os.environ, "PYTHONPATH": str(cwd)}
-                out = subprocess.run([sys.executable, "-c", code + TIMING, str(n), repeats], cwd=cwd, env=env, check=True, capture_output=True, text=True)
-                into.append(float(out.stdout.strip().splitlines()[-1]))
-        o, w = statistics.median(old), statistics.median(new)
-        rows.append([f"{n:,}", f"{o * 1e3:.1f}", f"{w * 1e3:.1f}", f"{o / w:.2f}×"])
+    for count in threads:
+        for n in sizes:
+            repeats = "5" if n < 100_000 else "3"
+            old: list[tuple[float, float]] = []
+            new: list[tuple[float, float]] = []
+            for _ in range(rounds):
+                for code, cwd, into in ((OLD_CHAIN, previous, old), (NEW_CHAIN, ROOT, new)):
+                    env = {**os.environ, "PYTHONPATH": str(cwd)}
+                    argv = [sys.executable, "-c", code + TIMING, str(n), repeats, str(count)]
+                    out = subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True, text=True)
+                    fastest, median = out.stdout.strip().splitlines()[-1].split()
+                    into.append((float(fastest), float(median)))
+            o_min, w_min = statistics.median(x[0] for x in old), statistics.median(x[0] for x in new)
+            o_med, w_med = statistics.median(x[1] for x in old), statistics.median(x[1] for x in new)
+            fastest = [f"{o_min * 1e3:.1f}", f"{w_min * 1e3:.1f}", f"{o_min / w_min:.2f}×"]
+            rows.append([str(count), f"{n:,}", *fastest, f"{o_med * 1e3:.1f}", f"{w_med * 1e3:.1f}", f"{o_med / w_med:.2f}×"])
     return rows
 
 
@@ -187,6 +197,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0, help="seconds of mixed load per server and round")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--clients", type=int, default=48)
+    p.add_argument("--inproc-rounds", type=int, default=7, help="rounds of the in-process comparison")
     p.add_argument("--only", choices=["mixed", "hol", "crowd", "inproc"], action="append", help="run only these scenarios")
     args = p.parse_args()
     scenarios = set(args.only or ["mixed", "hol", "crowd", "inproc"])
@@ -250,8 +261,10 @@ def main() -> None:
         print("\n64 concurrent clients × n = 100 against one 6,400-point request (median ratio of 7 interleaved pairs per round):\n")
         print(table(["server", "time ratio"], rows))
     if "inproc" in scenarios:
-        print("\nDDPM-50 in-process, previous run_chain against the engine's sample() (medians of alternating subprocesses):\n")
-        print(table(["n", "previous ms", "engine ms", "engine speed"], in_process(previous)))
+        rounds = args.inproc_rounds
+        print(f"\nDDPM-50 in-process, previous run_chain against the engine's sample() ({rounds} rounds of alternating subprocesses, medians):\n")
+        headers = ["threads", "n", "previous fastest ms", "engine fastest ms", "engine speed", "previous median ms", "engine median ms", "speed (median)"]
+        print(table(headers, in_process(previous, rounds=args.inproc_rounds)))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
