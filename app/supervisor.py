@@ -127,7 +127,12 @@ class Supervisor(Multiprocess):
             if self.should_exit.is_set():
                 return
             logger.info(f"Child process [{process.pid}] died")
-            self.processes[index] = self._new_process()
+            try:
+                self.processes[index] = self._new_process()
+            except OSError as exc:  # e.g. the port could not be bound again (taken meanwhile): stop
+                logger.error(f"Cannot start a replacement process: {exc}; stopping.")
+                self.should_exit.set()
+                return
         self._forward_reloads()
 
     def _forward_reloads(self) -> None:
