@@ -175,7 +175,7 @@ def landing_loss(
     ``starts[k]`` are rows at grid point k (``t_table[k]``), ``targets[k]`` where the teacher's
     trajectories are one interval later. Rows are grouped by grid point, so each group's
     layers take τ(t_k) as one broadcast bias (``addmm``): no per-row gather of τ and no
-    scatter in the backward pass, which made an optimiser step about 1.7× as slow.
+    scatter in the backward pass, which made an optimiser step about 1.5× as slow.
     """
     bias = net.time_bias(t_table)  # (S, depth, width), one row per grid point
     squared = []
