@@ -58,7 +58,7 @@ def default_train_steps(student_steps: int) -> int:
     The 1-step student is the one that needs optimiser steps (at batch 1,024: 60,000 scored 0.522,
     90,000 0.514, 120,000 0.513 from the previous teacher); the 2- and 4-step ones gain more
     from a larger batch (``default_batch_size``). Trained side by side, one process per core,
-    100,000 / 30,000 / 20,000 (1 / 2 / 4 steps) take about 6.5 minutes here: the 1-step student
+    100,000 / 30,000 / 20,000 (1 / 2 / 4 steps) take about 6 minutes here (371 s): the 1-step student
     alone on one core, the 2- and 4-step ones one after the other on the other (RESULTS.md §10).
     """
     return {1: 100_000, 2: 30_000}.get(student_steps, 20_000)
