@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -24,6 +24,7 @@ from app.encoding import JSON, NPY, POINT_FORMATS
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.middleware import MODEL_SCOPE_KEY
 from app.negotiation import accepts_encoding, negotiate
+from app.query import parse_query, query_openapi
 from app.randomness import seed32
 from app.rate_limit import charge
 from app.schemas import (
@@ -260,14 +261,15 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
     response_model=SampleResponse,
     responses=_responses(ERRORS, SAMPLE_HEADERS, SAMPLE_EXAMPLE),
     summary="Generate points (query parameters)",
+    openapi_extra=query_openapi(SampleRequest),
 )
-async def sample_get(params: Annotated[SampleRequest, Query()], service: ServiceDep, request: Request) -> Response:
+async def sample_get(service: ServiceDep, request: Request) -> Response:
     """Run the reverse chain for ``n`` points. The same (seed, n, sampler, steps, eta) always gives the same points.
 
     ``Accept: application/x-npy`` answers a NumPy ``.npy`` (float32, (n, 2); with ``trajectory_every``
     (frames, n, 2), x_T … x_0) and puts the metadata in ``Swirl-*`` headers; JSON is the default.
     ``space=data`` returns the swiss roll's own coordinates."""
-    return await _sample(params, service, request, "query")
+    return await _sample(parse_query(SampleRequest, request), service, request, "query")
 
 
 @router.post(
@@ -298,11 +300,13 @@ async def sample_post(
     response_model=ForwardResponse,
     responses=_responses({406: ERRORS[406], 422: ERRORS[422], 429: ERRORS[429], 503: ERRORS[503]}, FORWARD_HEADERS, FORWARD_EXAMPLE),
     summary="Noised swiss roll at step t",
+    openapi_extra=query_openapi(ForwardRequest),
 )
-async def forward(params: Annotated[ForwardRequest, Query()], service: ServiceDep, request: Request) -> Response:
+async def forward(service: ServiceDep, request: Request) -> Response:
     """``n`` draws of q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) on fresh swiss-roll points; t = 0 is the clean roll.
 
     JSON or ``.npy`` by ``Accept``, model or data ``space``, as ``/sample``."""
+    params = parse_query(ForwardRequest, request)
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
     version = service.models.get(params.model)
     label_model(request, version.name)

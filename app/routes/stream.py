@@ -18,10 +18,10 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -30,6 +30,7 @@ from app import encoding
 from app.encoding import EVENT_STREAM
 from app.errors import RequestTimeout
 from app.negotiation import negotiate
+from app.query import parse_query, query_openapi
 from app.rate_limit import charge
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, ERRORS, SERVER_TIMING_HEADER, ClientGone, sample_job, sample_metadata, submit
 from app.schemas import ErrorResponse, SampleRequest
@@ -181,11 +182,18 @@ async def _events(
             log.info("stream of %d points cancelled after %d frame(s), %.2f s", job.n, len(ts), time.perf_counter() - submitted)
 
 
-@router.get("/sample/stream", responses=RESPONSES, summary="Stream the reverse chain (server-sent events)", response_class=StreamingResponse)
-async def sample_stream(params: Annotated[SampleRequest, Query()], service: ServiceDep, request: Request) -> Response:
+@router.get(
+    "/sample/stream",
+    responses=RESPONSES,
+    summary="Stream the reverse chain (server-sent events)",
+    response_class=StreamingResponse,
+    openapi_extra=query_openapi(SampleRequest),
+)
+async def sample_stream(service: ServiceDep, request: Request) -> Response:
     """The parameters of ``GET /sample``; ``trajectory_every`` defaults to 1 (every step). One ``frame`` event per
     trajectory frame, x_T … x_0, as the engine produces it, then ``done`` with the metadata and timings.
     ``SWIRL_MAX_RESPONSE_POINTS`` counts the frames as on ``/sample``; a client that disconnects stops its rows."""
+    params = parse_query(SampleRequest, request)
     negotiate(request.headers.get("accept"), (EVENT_STREAM,))
     if params.trajectory_every is None:
         params = params.model_copy(update={"trajectory_every": DEFAULT_EVERY})
