@@ -1,7 +1,7 @@
 """``python -m app`` (or ``swirl-serve``): serve with uvicorn on SWIRL_HOST:SWIRL_PORT.
 
 With ``SWIRL_WORKERS`` > 1 (the default on a multi-core CPU host), uvicorn's supervisor runs
-that many server processes on one port (a SO_REUSEPORT socket each: app.supervisor), each with its own engine and an even share
+that many server processes on one shared socket (accepted by load: app.balance, app.supervisor), each with its own engine and an even share
 of the cores as torch threads: one Python process keeps only about one core busy, because
 its event loop and its engine share the GIL. Per-request seeds make every process give
 the same answer. Metrics go through Prometheus' multiprocess mode, so ``/metrics`` sums

@@ -9,16 +9,15 @@ models in place (``app.reload``) without stopping. A process that is still start
 the signal once it is ready (it may have read the folders before they changed); SIGINT,
 SIGTERM, SIGTTIN and SIGTTOU keep uvicorn's meaning.
 
-uvicorn's supervisor gives every process the one socket, and the processes race to accept
-on it: asyncio accepts every pending connection in one go, so the process whose event loop
-wakes first takes a burst nearly whole. 64 concurrent connections split 49/15, 52/12, 48/16
-between two processes (measured), and the busier process set the burst's time. Here each
-process listens on its own socket bound to the same address with SO_REUSEPORT, and the kernel
-spreads new connections over the sockets by hashing each connection's addresses. The
-supervisor binds each socket (so a port in use fails at start, and port 0 picks one port for
-all), hands it to its process and closes its own copy: a process that dies takes its socket
-with it, and new connections go to the sockets still listening until its replacement starts.
-Where SO_REUSEPORT is missing, every process shares one socket, as in uvicorn.
+Every process accepts on the one listening socket the supervisor binds, but only while it
+holds no more connections than its least busy sibling (plus one): ``app.balance``. uvicorn lets
+the processes race to accept, and asyncio accepts every pending connection at once, so the
+process whose event loop woke first took a burst nearly whole (64 concurrent connections split
+49/15, 52/12, 48/16 between two processes, measured); SO_REUSEPORT sockets, which the kernel
+fills by hashing each connection's addresses, split evenly only on average, and under load the
+busier process kept more clients waiting (RESULTS §14). The supervisor binds the socket (so a
+port in use fails at start, and port 0 picks one port for all), hands it to each process, and
+keeps the shared ``LoadBoard`` on which the processes publish their load.
 """
 
 from __future__ import annotations
@@ -27,63 +26,58 @@ import logging
 import os
 import signal
 import socket
-import sys
 
+import uvicorn
 from uvicorn.config import STARTUP_FAILURE, Config
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
+from app.balance import BalancedServer, LoadBoard
+
 logger = logging.getLogger("uvicorn.error")
 
+SLOTS = 256
+"""Slots on the load board: the most server processes one supervisor runs (SIGTTIN adds one)."""
 
-def reuse_port_supported() -> bool:
-    return hasattr(socket, "SO_REUSEPORT")
 
+class BalancedProcess(Process):
+    """uvicorn's server process, serving through ``app.balance.BalancedServer`` on board slot ``slot``."""
 
-def bind_reuse_port(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port) with SO_REUSEPORT, not yet listening (the process that
-    serves it listens), inheritable by a spawned process."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.set_inheritable(True)
-    return sock
+    def __init__(self, config: Config, sockets: list[socket.socket], board: LoadBoard, slot: int) -> None:
+        self.board_path, self.slots, self.slot = board.path, board.slots, slot
+        super().__init__(config, sockets)  # pickles self (with the three above) for the spawned process
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            self._server = BalancedServer(self.config, self.board_path, self.slots, self.slot)
+        return self._server
 
 
 class Supervisor(Multiprocess):
     def __init__(self, config: Config) -> None:
-        self._reuse_port = reuse_port_supported()
-        if self._reuse_port:
-            try:
-                first = bind_reuse_port(config.host, config.port)
-            except OSError as exc:  # the port is taken, or the host is not ours: as uvicorn does
-                logger.error(exc)
-                sys.exit(STARTUP_FAILURE)
-            self._address = (config.host, int(first.getsockname()[1]))
-            self._spare = [first]  # bound, not yet handed to a process
-            logger.info("Serving on http://%s:%d, one SO_REUSEPORT socket per process", *self._address)
-            super().__init__(config, sockets=[])
-        else:
-            super().__init__(config, sockets=[config.bind_socket()])
+        sock = config.bind_socket()  # uvicorn's: bound and inheritable (a port in use exits 3); each process listens
+        self.board = LoadBoard.create(SLOTS)
+        super().__init__(config, sockets=[sock])
 
-    def _new_process(self) -> Process:
-        """A started server process with its own listening socket (or the shared one)."""
-        if not self._reuse_port:
-            process = Process(self.config, self.sockets)
-            process.start()
-            return process
-        sock = self._spare.pop() if self._spare else bind_reuse_port(*self._address)
-        try:
-            process = Process(self.config, [sock])
-            process.start()  # spawned with its own copy of the descriptor
-        finally:
-            sock.close()
+    def _new_process(self, slot: int) -> Process:
+        """A started server process on the shared socket, publishing its load in ``slot``."""
+        if slot >= SLOTS:
+            raise RuntimeError(f"at most {SLOTS} server processes")
+        self.board.clear(slot)  # a dead predecessor's last word is not this process's
+        process = BalancedProcess(self.config, self.sockets, self.board, slot)
+        process.start()
         return process
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.board.unlink()
 
     def init_processes(self) -> None:
         self._reload_pending: list[Process] = []
-        for _ in range(self.processes_num):
-            self.processes.append(self._new_process())
+        for slot in range(self.processes_num):
+            self.processes.append(self._new_process(slot))
 
     def restart_all(self) -> None:
         """uvicorn's rolling restart, each replacement with its own socket (SIGHUP reloads models
@@ -91,7 +85,7 @@ class Supervisor(Multiprocess):
         for index, old in enumerate(self.processes):
             if self.should_exit.is_set():
                 return
-            new = self._new_process()
+            new = self._new_process(index)
             if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
                 new.kill()
                 new.join()
@@ -101,9 +95,12 @@ class Supervisor(Multiprocess):
             self.processes[index] = new
 
     def handle_ttin(self) -> None:
+        if len(self.processes) >= SLOTS:
+            logger.warning("Received SIGTTIN, but %d server processes are the most one supervisor runs.", SLOTS)
+            return
         logger.info("Received SIGTTIN, increasing the number of processes.")
         self.processes_num += 1
-        self.processes.append(self._new_process())
+        self.processes.append(self._new_process(len(self.processes)))
 
     def handle_hup(self) -> None:
         logger.info("Received SIGHUP, asking every server process to reload its models.")
@@ -128,7 +125,7 @@ class Supervisor(Multiprocess):
                 return
             logger.info(f"Child process [{process.pid}] died")
             try:
-                self.processes[index] = self._new_process()
+                self.processes[index] = self._new_process(index)
             except OSError as exc:  # e.g. the port could not be bound again (taken meanwhile): stop
                 logger.error(f"Cannot start a replacement process: {exc}; stopping.")
                 self.should_exit.set()

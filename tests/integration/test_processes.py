@@ -77,11 +77,11 @@ def test_a_broken_checkpoint_stops_every_process_and_the_server_exits_non_zero(t
 
 
 def test_a_burst_of_connections_is_spread_over_the_processes(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    """Each process listens on its own SO_REUSEPORT socket, and the kernel spreads connections
-    over them: bursts of connections opened at once, next to sampling work, land on both
-    processes about evenly (a process that never listened, or a socket handed to the wrong
-    process, fails this). The uneven split of one shared socket under the real model's load
-    (49/15 of 64) is measured by benchmarks/engine.py, not here."""
+    """Every process accepts on the shared socket only while it holds no more connections than
+    its sibling, plus one (app.balance): bursts of connections opened at once, next to sampling
+    work, land on both processes about evenly (a process that never accepts, or one that takes
+    the burst whole as asyncio's own accept loop does, fails this). The split under the real
+    model's load is measured by benchmarks/engine.py, not here."""
     import asyncio
     import json
 
@@ -117,7 +117,7 @@ def test_a_burst_of_connections_is_spread_over_the_processes(tiny_checkpoint: Pa
 
         pids = asyncio.run(bursts())
         counts = sorted(pids.count(pid) for pid in set(pids))
-        assert len(counts) == 2 and counts[0] >= 60, counts  # 192 connections; P(fewer than 60 | fair coin) < 1e-6
+        assert len(counts) == 2 and counts[0] >= 80, counts  # 192 connections: [96, 96] when measured
     finally:
         stop_server(server)
 
