@@ -37,6 +37,7 @@ log = logging.getLogger("swirl.balance")
 
 FIELDS = 2  # per slot: connections held, and when that was published (monotonic ms); -1: no process
 ITEM = 8
+HEADER = 1  # the number of slots in use (the supervisor's), so a look at the board reads only those
 
 
 class LoadBoard:
@@ -46,7 +47,7 @@ class LoadBoard:
         self.path = path
         self.slots = slots
         with open(path, "r+b") as file:
-            self._map = mmap.mmap(file.fileno(), slots * FIELDS * ITEM)
+            self._map = mmap.mmap(file.fileno(), (HEADER + slots * FIELDS) * ITEM)
         self._values = memoryview(self._map).cast("q")  # aligned 8-byte stores: a reader never sees half a value
 
     @classmethod
@@ -54,27 +55,37 @@ class LoadBoard:
         """A new board with every slot empty (the supervisor's; each process opens it by path)."""
         handle, path = tempfile.mkstemp(prefix="swirl-load-")
         with os.fdopen(handle, "wb") as file:
-            file.write((-1).to_bytes(ITEM, sys.byteorder, signed=True) * (slots * FIELDS))
+            file.write((0).to_bytes(ITEM, sys.byteorder) + (-1).to_bytes(ITEM, sys.byteorder, signed=True) * (slots * FIELDS))
         return cls(path, slots)
 
+    def use(self, slot: int) -> None:
+        """Make ``slot`` one that is read (the supervisor, before its process starts), and empty it."""
+        if not 0 <= slot < self.slots:
+            raise ValueError(f"slot {slot} is not on a board of {self.slots}")
+        self.clear(slot)
+        self._values[0] = max(self._values[0], slot + 1)
+
     def publish(self, slot: int, connections: int) -> None:
-        self._values[slot * FIELDS] = connections
-        self._values[slot * FIELDS + 1] = int(time.monotonic() * 1000)
+        at = HEADER + slot * FIELDS
+        self._values[at] = connections
+        self._values[at + 1] = int(time.monotonic() * 1000)
 
     def clear(self, slot: int) -> None:
-        self._values[slot * FIELDS] = -1
-        self._values[slot * FIELDS + 1] = -1
+        at = HEADER + slot * FIELDS
+        self._values[at] = -1
+        self._values[at + 1] = -1
 
     def least_other(self, slot: int, stale_s: float) -> int | None:
         """The fewest connections any live sibling of ``slot`` holds; None when there is none."""
         oldest = int((time.monotonic() - stale_s) * 1000)
         values = self._values
         least: int | None = None
-        for other in range(self.slots):
+        for other in range(min(values[0], self.slots)):
             if other == slot:
                 continue
-            held, at = values[other * FIELDS], values[other * FIELDS + 1]
-            if held >= 0 and at >= oldest and (least is None or held < least):
+            at = HEADER + other * FIELDS
+            held = values[at]
+            if held >= 0 and values[at + 1] >= oldest and (least is None or held < least):
                 least = held
         return least
 

@@ -61,9 +61,7 @@ class Supervisor(Multiprocess):
 
     def _new_process(self, slot: int) -> Process:
         """A started server process on the shared socket, publishing its load in ``slot``."""
-        if slot >= SLOTS:
-            raise RuntimeError(f"at most {SLOTS} server processes")
-        self.board.clear(slot)  # a dead predecessor's last word is not this process's
+        self.board.use(slot)  # empty: a dead predecessor's last word is not this process's
         process = BalancedProcess(self.config, self.sockets, self.board, slot)
         process.start()
         return process

@@ -29,6 +29,8 @@ class Held(asyncio.Protocol):
 @pytest.fixture
 def board() -> Iterator[LoadBoard]:
     board = LoadBoard.create(4)
+    for slot in range(2):
+        board.use(slot)
     yield board
     board.unlink()
 
@@ -79,8 +81,14 @@ async def connect(sock: socket.socket, writers: list[asyncio.StreamWriter]) -> N
     writers.append(writer)
 
 
-def test_the_board_reports_the_least_busy_live_sibling(board: LoadBoard) -> None:
+def test_the_board_reports_the_least_busy_live_sibling() -> None:
+    board = LoadBoard.create(4)
     assert board.least_other(0, stale_s=1.0) is None  # nobody else yet
+    board.publish(1, 7)
+    assert board.least_other(0, stale_s=1.0) is None  # a slot not yet in use is not read
+    board.use(2)  # slots 0…2 are read now
+    with pytest.raises(ValueError, match="slot 4"):
+        board.use(4)
     board.publish(1, 7)
     board.publish(2, 3)
     board.publish(0, 0)  # one's own slot never counts
@@ -91,6 +99,7 @@ def test_the_board_reports_the_least_busy_live_sibling(board: LoadBoard) -> None
     reopened = LoadBoard(board.path, board.slots)  # another process's view of the same file
     assert reopened.least_other(0, stale_s=1.0) == 7
     reopened.close()
+    board.unlink()
 
 
 async def test_connections_are_spread_one_at_a_time(board: LoadBoard, listening: socket.socket, clients: list[asyncio.StreamWriter]) -> None:
