@@ -12,8 +12,9 @@ So every process listens on the same socket, publishes how many connections it h
 or being set up) on a ``LoadBoard`` (a small file of int64 pairs, shared memory between the
 processes), and accepts only while it holds at most ``slack`` more than the least busy of its
 siblings. A process over that stops watching the socket, and looks again when one of its own
-connections closes or after ``recheck_s``. A slot not refreshed for ``stale_s`` (a process that
-died, or whose event loop is stuck) is left out, so a dead sibling never stops the others.
+connections closes or after ``recheck_s``. Each process also refreshes its slot every
+``stale_s / 4``; a slot older than ``stale_s`` (a process that died, or whose event loop is
+stuck) is left out, so a dead sibling holds the others back for at most ``stale_s``.
 """
 
 from __future__ import annotations
@@ -182,7 +183,6 @@ class BalancedListener:
 
     def _check(self) -> None:
         """Watch the socket if this process may accept, else look again in ``recheck_s``."""
-        self._timer = None
         if self._closed:
             return
         assert self._loop is not None
@@ -193,13 +193,18 @@ class BalancedListener:
         else:
             self._pause(self._recheck_s)
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._check()
+
     def _pause(self, delay: float) -> None:
+        """Stop watching the socket; one timer at most looks again (closes may call this many times)."""
         assert self._loop is not None
         if self._watching:
             self._loop.remove_reader(self._sock.fileno())
             self._watching = False
         if self._timer is None:
-            self._timer = self._loop.call_later(delay, self._check)
+            self._timer = self._loop.call_later(delay, self._on_timer)
 
     def _accept(self) -> None:
         """One connection per wake-up: a sibling woken by the same connection gets the next one."""

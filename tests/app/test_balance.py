@@ -168,3 +168,50 @@ async def test_a_closed_listener_accepts_nothing_and_leaves_the_board(board: Loa
         assert len(first_held) == 0
     finally:
         stop(second)
+
+
+async def test_a_paused_listener_keeps_one_timer_however_many_connections_close(
+    board: LoadBoard, listening: socket.socket, clients: list[asyncio.StreamWriter]
+) -> None:
+    """Paused and still too busy after each of many closes: it looks again once per ``recheck_s``,
+    not once per close per ``recheck_s`` (timers must not pile up)."""
+    recheck_s = 0.005
+    listener, held = start_listener(listening, board, 0, recheck_s=recheck_s)
+    for _ in range(14):
+        await connect(listening, clients)
+    await until(lambda: len(held) == 14)  # no live sibling yet: it takes them all
+    looks = 0
+    least_other = board.least_other
+
+    def counted(slot: int, stale_s: float) -> int | None:
+        nonlocal looks
+        looks += 1
+        return least_other(slot, stale_s)
+
+    board.least_other = counted  # type: ignore[method-assign]
+    sibling_alive = True
+
+    async def sibling() -> None:  # a live sibling holding nothing
+        while sibling_alive:
+            board.publish(1, 0)
+            await asyncio.sleep(0.01)
+
+    beating = asyncio.ensure_future(sibling())
+    try:
+        await asyncio.sleep(0.05)
+        await connect(listening, clients)  # a 15th: the listener looks, finds itself too busy and pauses
+        await asyncio.sleep(0.05)
+        assert len(held) == 14
+        for writer in clients[:10]:  # 14 → 4 connections: still more than 0 + 1 after every close
+            writer.close()
+        await until(lambda: len(held) == 4)
+        looks = 0
+        window = 0.2
+        await asyncio.sleep(window)
+        assert looks <= window / recheck_s + 5, looks  # one timer: at most one look per recheck_s
+        assert looks >= 1
+        assert len(held) == 4  # the 15th still waits for the sibling
+    finally:
+        sibling_alive = False
+        await beating
+        stop(listener)
