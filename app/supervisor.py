@@ -78,8 +78,8 @@ class Supervisor(Multiprocess):
             self.processes.append(self._new_process(slot))
 
     def restart_all(self) -> None:
-        """uvicorn's rolling restart, each replacement with its own socket (SIGHUP reloads models
-        instead: ``handle_hup``)."""
+        """uvicorn's rolling restart, each replacement in its predecessor's board slot (SIGHUP
+        reloads models instead: ``handle_hup``)."""
         for index, old in enumerate(self.processes):
             if self.should_exit.is_set():
                 return
@@ -106,8 +106,8 @@ class Supervisor(Multiprocess):
         self._forward_reloads()
 
     def keep_subprocess_alive(self) -> None:
-        """uvicorn's: replace a process that died or hangs (each replacement with its own
-        socket), stop everything if one failed before it ever served; then forward reloads."""
+        """uvicorn's: replace a process that died or hangs (in its slot, on the shared socket),
+        stop everything if one failed before it ever served; then forward reloads."""
         if self.should_exit.is_set():
             return
         for index, process in enumerate(self.processes):
@@ -124,7 +124,7 @@ class Supervisor(Multiprocess):
             logger.info(f"Child process [{process.pid}] died")
             try:
                 self.processes[index] = self._new_process(index)
-            except OSError as exc:  # e.g. the port could not be bound again (taken meanwhile): stop
+            except OSError as exc:  # the process could not be started (e.g. out of descriptors): stop
                 logger.error(f"Cannot start a replacement process: {exc}; stopping.")
                 self.should_exit.set()
                 return
