@@ -102,39 +102,49 @@ def test_the_board_reports_the_least_busy_live_sibling() -> None:
     board.unlink()
 
 
-async def test_connections_are_spread_one_at_a_time(board: LoadBoard, listening: socket.socket, clients: list[asyncio.StreamWriter]) -> None:
+@pytest.fixture
+async def pair(board: LoadBoard, listening: socket.socket) -> AsyncIterator[tuple[CountingSet, CountingSet, BalancedListener]]:
+    """Two listeners on slots 0 and 1: (first's connections, second's connections, first)."""
     first, first_held = start_listener(listening, board, 0)
     second, second_held = start_listener(listening, board, 1)
-    try:
-        for k in range(1, 41):
-            await connect(listening, clients)
-            await until(lambda k=k: len(first_held) + len(second_held) == k)  # type: ignore[misc]
-            assert abs(len(first_held) - len(second_held)) <= 2, (k, len(first_held), len(second_held))  # slack 1, plus the one in hand
-        assert min(len(first_held), len(second_held)) >= 19
-    finally:
-        stop(first)
-        stop(second)
+    yield first_held, second_held, first
+    stop(first)
+    stop(second)
 
 
-async def test_a_process_whose_connections_close_takes_the_next_ones(board: LoadBoard, listening: socket.socket, clients: list[asyncio.StreamWriter]) -> None:
-    first, first_held = start_listener(listening, board, 0)
-    second, second_held = start_listener(listening, board, 1)
-    try:
-        for k in range(1, 21):
-            await connect(listening, clients)
-            await until(lambda k=k: len(first_held) + len(second_held) == k)  # type: ignore[misc]
-        busy = len(second_held)
-        for writer in clients:  # close every connection; the first listener's leave it at 0
-            writer.close()
-        clients.clear()
-        await until(lambda: len(first_held) + len(second_held) == 0)
-        for _ in range(busy):  # the second listener holds nothing either now: it takes its share again
-            await connect(listening, clients)
-        await until(lambda: len(first_held) + len(second_held) == busy)
-        assert abs(len(first_held) - len(second_held)) <= 2
-    finally:
-        stop(first)
-        stop(second)
+async def connect_in_turn(sock: socket.socket, writers: list[asyncio.StreamWriter], count: int, *helds: CountingSet) -> AsyncIterator[int]:
+    """Open ``count`` connections one after another, each accepted before the next; yields how many so far."""
+    start = sum(len(held) for held in helds)
+    for k in range(1, count + 1):
+        await connect(sock, writers)
+        await until(lambda k=k: sum(len(held) for held in helds) == start + k)  # type: ignore[misc]
+        yield k
+
+
+async def test_connections_are_spread_one_at_a_time(
+    pair: tuple[CountingSet, CountingSet, BalancedListener], listening: socket.socket, clients: list[asyncio.StreamWriter]
+) -> None:
+    first_held, second_held, _ = pair
+    async for k in connect_in_turn(listening, clients, 40, first_held, second_held):
+        assert abs(len(first_held) - len(second_held)) <= 2, (k, len(first_held), len(second_held))  # slack 1, plus the one in hand
+    assert min(len(first_held), len(second_held)) >= 19
+
+
+async def test_a_process_whose_connections_close_takes_the_next_ones(
+    pair: tuple[CountingSet, CountingSet, BalancedListener], listening: socket.socket, clients: list[asyncio.StreamWriter]
+) -> None:
+    first_held, second_held, _ = pair
+    async for _ in connect_in_turn(listening, clients, 20, first_held, second_held):
+        pass
+    busy = len(second_held)
+    for writer in clients:  # close every connection; the first listener's leave it at 0
+        writer.close()
+    clients.clear()
+    await until(lambda: len(first_held) + len(second_held) == 0)
+    for _ in range(busy):  # the second listener holds nothing either now: it takes its share again
+        await connect(listening, clients)
+    await until(lambda: len(first_held) + len(second_held) == busy)
+    assert abs(len(first_held) - len(second_held)) <= 2
 
 
 async def test_a_busy_process_waits_for_a_live_sibling_but_not_for_a_silent_one(
@@ -156,18 +166,16 @@ async def test_a_busy_process_waits_for_a_live_sibling_but_not_for_a_silent_one(
         stop(alone)
 
 
-async def test_a_closed_listener_accepts_nothing_and_leaves_the_board(board: LoadBoard, listening: socket.socket, clients: list[asyncio.StreamWriter]) -> None:
-    first, first_held = start_listener(listening, board, 0)
-    second, second_held = start_listener(listening, board, 1)
-    stop(first)
+async def test_a_closed_listener_accepts_nothing_and_leaves_the_board(
+    pair: tuple[CountingSet, CountingSet, BalancedListener], board: LoadBoard, listening: socket.socket, clients: list[asyncio.StreamWriter]
+) -> None:
+    first_held, second_held, first = pair
+    first.close()
     assert board.least_other(1, stale_s=10.0) is None  # the second no longer waits for the first
-    try:
-        for _ in range(8):
-            await connect(listening, clients)
-        await until(lambda: len(second_held) == 8)
-        assert len(first_held) == 0
-    finally:
-        stop(second)
+    for _ in range(8):
+        await connect(listening, clients)
+    await until(lambda: len(second_held) == 8)
+    assert len(first_held) == 0
 
 
 async def test_a_paused_listener_keeps_one_timer_however_many_connections_close(
