@@ -1,14 +1,14 @@
 """``python -m app`` (or ``swirl-serve``): serve with uvicorn on SWIRL_HOST:SWIRL_PORT.
 
 With ``SWIRL_WORKERS`` > 1 (the default on a multi-core CPU host), uvicorn's supervisor runs
-that many server processes on one shared socket (accepted by load: app.balance, app.supervisor), each with its own engine and an even share
+that many server processes on one shared socket (accepted by load: app.process.balance, app.process.supervisor), each with its own engine and an even share
 of the cores as torch threads: one Python process keeps only about one core busy, because
 its event loop and its engine share the GIL. Per-request seeds make every process give
 the same answer. Metrics go through Prometheus' multiprocess mode, so ``/metrics`` sums
 every process whichever one answers.
 
 SIGHUP reloads the models in every process without a restart: the processes run under
-``app.supervisor``, which forwards the signal to each; a single process answers it itself.
+``app.process.supervisor``, which forwards the signal to each; a single process answers it itself.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
 from app.config import Settings
-from app.logs import configure_logging
-from app.reload import SUPERVISOR_ENV
-from app.supervisor import Supervisor
+from app.edge.logs import configure_logging
+from app.process.supervisor import Supervisor
+from app.serving.reload import SUPERVISOR_ENV
 
 log = logging.getLogger("swirl")
 
@@ -67,9 +67,9 @@ def main() -> None:
         workers=workers,
         log_level=settings.log_level,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_s),
-        access_log=False,  # app.request_context writes the access log, with request ids
-        log_config=None,  # uvicorn's own records go through app.logs' handler and format
-        proxy_headers=False,  # X-Forwarded-For is judged by SWIRL_TRUSTED_PROXIES (app.client_address), not uvicorn
+        access_log=False,  # app.edge.request_context writes the access log, with request ids
+        log_config=None,  # uvicorn's own records go through app.edge.logs' handler and format
+        proxy_headers=False,  # X-Forwarded-For is judged by SWIRL_TRUSTED_PROXIES (app.edge.client_address), not uvicorn
     )
     if workers > 1:
         os.environ[SUPERVISOR_ENV] = str(os.getpid())  # POST /admin/reload signals the supervisor

@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.client_address import parse_networks
-from app.cors import parse_origins
+from app.edge.client_address import parse_networks
+from app.edge.cors import parse_origins
 
 
 class Settings(BaseSettings):

@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from app.encoding import FastJSON
-from app.schemas import LimitError
+from app.wire.encoding import FastJSON
+from app.wire.schemas import LimitError
 from model.engine import NonFiniteError
 from model.errors import InvalidParameter
 

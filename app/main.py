@@ -1,10 +1,10 @@
 """``create_app()``: the FastAPI application, its lifespan and its routes.
 
-Start-up loads and verifies every model (``app.models``), moves them to the device, warms
+Start-up loads and verifies every model (``app.serving.models``), moves them to the device, warms
 them up and starts the worker; only then does ``/readyz`` answer 200. A missing or corrupt
 default checkpoint stops start-up with a clear message (the process exits non-zero);
 another corrupt model is left out and shown unavailable. From the start of the lifespan
-the process answers SIGHUP by reloading its models (``app.reload``). Shutdown refuses new
+the process answers SIGHUP by reloading its models (``app.serving.reload``). Shutdown refuses new
 samples, finishes the admitted ones, then stops the worker.
 """
 
@@ -24,18 +24,19 @@ from prometheus_client.multiprocess import mark_process_dead
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse
 
-from app import cors, docs, errors, rate_limit
-from app.client_address import ClientResolver, parse_networks
+from app import errors
 from app.config import Settings
-from app.head import HeadAsGet
-from app.logs import configure_logging
+from app.edge import cors, rate_limit
+from app.edge.client_address import ClientResolver, parse_networks
+from app.edge.head import HeadAsGet
+from app.edge.logs import configure_logging
+from app.edge.middleware import BodyLimit, RequestMetrics
+from app.edge.request_context import RequestContext
+from app.edge.security_headers import SecurityHeaders
 from app.metrics import Metrics, multiprocess_dir
-from app.middleware import BodyLimit, RequestMetrics
-from app.reload import Reloader
-from app.request_context import RequestContext
-from app.routes import admin, info, models, ops, sampling, stream, v2
-from app.security_headers import SecurityHeaders
-from app.service import Service
+from app.routes import admin, docs, info, models, ops, sampling, stream, v2
+from app.serving.reload import Reloader
+from app.serving.service import Service
 from model.checkpoint import CheckpointError
 
 log = logging.getLogger("swirl")
@@ -118,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     resolver = ClientResolver(parse_networks(settings.trusted_proxies))
     app.add_middleware(RequestContext, resolver=resolver, access_log=settings.access_log)
-    app.add_middleware(SecurityHeaders, docs_pages=docs.DOCS_PAGES)  # app.docs_url is None: app/docs.py serves them
+    app.add_middleware(SecurityHeaders, docs_pages=docs.DOCS_PAGES)  # app.docs_url is None: app/routes/docs.py serves them
     app.add_middleware(HeadAsGet)
     return app
 
@@ -128,7 +129,7 @@ def rate_limiter(settings: Settings, metrics: Metrics) -> rate_limit.RateLimiter
 
     Each of the SWIRL_WORKERS processes keeps its own buckets and gets 1/processes of every
     rate and burst, so a client spreading its connections over the processes never gets more
-    than the settings in total (see app/rate_limit.py).
+    than the settings in total (see app/edge/rate_limit.py).
     """
     share = 1.0 / max(1, int(os.environ.get("SWIRL_PROCESSES", "1")))
     compute = requests = None

@@ -42,7 +42,7 @@ LAUNCH = """
 import sys, uvicorn
 from app.config import Settings
 from app.main import create_app
-from app.middleware import BodyLimit, RequestMetrics
+from app.edge.middleware import BodyLimit, RequestMetrics
 app = create_app(Settings())
 if sys.argv[1] == "before":
     app.user_middleware = [m for m in app.user_middleware if m.cls in (BodyLimit, RequestMetrics)]
@@ -97,8 +97,8 @@ def in_process(checkpoint: str, rounds: int, per_round: int) -> list[list[str]]:
     """Median µs per request with the ASGI app called directly, the three stacks interleaved."""
     from asgi_lifespan import LifespanManager
 
+    from app.edge.middleware import BodyLimit, RequestMetrics
     from app.main import create_app
-    from app.middleware import BodyLimit, RequestMetrics
 
     apps = {
         name: create_app(make_settings(Path(checkpoint), torch_threads=1, **{k[len("SWIRL_") :].lower(): v for k, v in env.items()}))

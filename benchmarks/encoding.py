@@ -14,8 +14,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.encoding import dumps, points
-from app.schemas import SampleResponse
+from app.wire.encoding import dumps, points
+from app.wire.schemas import SampleResponse
 from benchmarks._common import interleaved_medians, machine, table
 
 

@@ -1,1 +1,8 @@
-"""HTTP routes: sampling (/sample, /forward), info (/schedule, /model), ops (/healthz, /readyz, /metrics)."""
+"""HTTP routes, the top layer: sampling (/sample, /forward), the SSE stream, info (/schedule,
+/model), models, admin (reload), ops (/healthz, /readyz, /metrics), the Open Inference Protocol
+(/v2) and the offline API docs.
+
+May import every layer below: ``app.wire``, ``app.serving``, ``app.edge`` (rate limits, the
+request context), ``app.process.randomness``, ``app.config``, ``app.errors``. Nothing imports routes
+but ``app.main``.
+"""

@@ -14,10 +14,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import Response
 
-from app.encoding import FastJSON
-from app.reload import Reloader, notify_other_processes
-from app.schemas import ErrorResponse, ReloadResponse
-from app.service import ServiceDep
+from app.serving.reload import Reloader, notify_other_processes
+from app.serving.service import ServiceDep
+from app.wire.encoding import FastJSON
+from app.wire.schemas import ErrorResponse, ReloadResponse
 
 log = logging.getLogger("swirl.admin")
 router = APIRouter(prefix="/admin", tags=["admin"])

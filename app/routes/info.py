@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from app.encoding import FastJSON, JSONBytes
 from app.routes.sampling import label_model
-from app.schemas import MAX_MODEL_NAME, MODEL_DESCRIPTION, ErrorResponse, ModelResponse, ScheduleResponse
-from app.service import ServiceDep
+from app.serving.service import ServiceDep
+from app.wire.encoding import FastJSON, JSONBytes
+from app.wire.schemas import MAX_MODEL_NAME, MODEL_DESCRIPTION, ErrorResponse, ModelResponse, ScheduleResponse
 
 router = APIRouter(tags=["model"])
 

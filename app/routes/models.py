@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from starlette.responses import Response
 
-from app.encoding import FastJSON
-from app.models import listing
-from app.schemas import ErrorResponse, ModelListing, ModelsResponse
-from app.service import ServiceDep
+from app.serving.models import listing
+from app.serving.service import ServiceDep
+from app.wire.encoding import FastJSON
+from app.wire.schemas import ErrorResponse, ModelListing, ModelsResponse
 
 router = APIRouter(prefix="/models", tags=["model"])
 

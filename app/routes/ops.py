@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 
-from app.encoding import FastJSON
-from app.schemas import HealthResponse, ReadyResponse
-from app.service import ServiceDep
+from app.serving.service import ServiceDep
+from app.wire.encoding import FastJSON
+from app.wire.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["ops"])
 

@@ -19,15 +19,17 @@ from fastapi import APIRouter, Body, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app import encoding
-from app.encoding import JSON, NPY, POINT_FORMATS
+from app.edge.middleware import MODEL_SCOPE_KEY
+from app.edge.rate_limit import charge
 from app.errors import RequestTimeout, ServiceUnavailable
-from app.middleware import MODEL_SCOPE_KEY
-from app.negotiation import accepts_encoding, negotiate
-from app.query import parse_query, query_openapi
-from app.randomness import seed32
-from app.rate_limit import charge
-from app.schemas import (
+from app.process.randomness import seed32
+from app.serving.service import Service, ServiceDep
+from app.serving.worker import Overloaded, SampleJob, SampleResult, WorkerStopped
+from app.wire import encoding
+from app.wire.encoding import JSON, NPY, POINT_FORMATS
+from app.wire.negotiation import accepts_encoding, negotiate
+from app.wire.query import parse_query, query_openapi
+from app.wire.schemas import (
     ErrorResponse,
     ForwardRequest,
     ForwardResponse,
@@ -37,8 +39,6 @@ from app.schemas import (
     check_points,
     check_sample_limits,
 )
-from app.service import Service, ServiceDep
-from app.worker import Overloaded, SampleJob, SampleResult, WorkerStopped
 from model.diffusion import SamplerSpec
 from model.engine import check_request
 
@@ -167,7 +167,7 @@ async def run_job(service: Service, job: SampleJob, request: Request) -> SampleR
 
 
 def label_model(request: Request, name: str) -> None:
-    """Name the model a request resolved to, for the per-model metrics (app.middleware)."""
+    """Name the model a request resolved to, for the per-model metrics (app.edge.middleware)."""
     request.scope[MODEL_SCOPE_KEY] = name  # the scope is per request (lifespan state may be shared)
 
 

@@ -26,16 +26,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from app import encoding
-from app.encoding import EVENT_STREAM
+from app.edge.rate_limit import charge
 from app.errors import RequestTimeout
-from app.negotiation import negotiate
-from app.query import parse_query, query_openapi
-from app.rate_limit import charge
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, ERRORS, SERVER_TIMING_HEADER, ClientGone, sample_job, sample_metadata, submit
-from app.schemas import ErrorResponse, SampleRequest
-from app.service import Service, ServiceDep
-from app.worker import SampleJob, SampleResult
+from app.serving.service import Service, ServiceDep
+from app.serving.worker import SampleJob, SampleResult
+from app.wire import encoding
+from app.wire.encoding import EVENT_STREAM
+from app.wire.negotiation import negotiate
+from app.wire.query import parse_query, query_openapi
+from app.wire.schemas import ErrorResponse, SampleRequest
 from model.engine import NonFiniteError, frame_count
 
 log = logging.getLogger("swirl.stream")

@@ -25,16 +25,16 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from app import encoding
-from app.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
+from app.edge.rate_limit import charge
 from app.errors import ServiceUnavailable, validation_summary
-from app.negotiation import accepts_encoding
-from app.rate_limit import charge
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job, sample_job
-from app.schemas import LimitError, SampleRequest
-from app.service import Service, ServiceDep
-from app.v2_schemas import InferResponse, Live, ModelMetadata, ModelReady, Ready, ServerMetadata
-from app.worker import SampleResult
+from app.serving.service import Service, ServiceDep
+from app.serving.worker import SampleResult
+from app.wire import encoding
+from app.wire.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
+from app.wire.negotiation import accepts_encoding
+from app.wire.schemas import LimitError, SampleRequest
+from app.wire.v2_schemas import InferResponse, Live, ModelMetadata, ModelReady, Ready, ServerMetadata
 from model.errors import InvalidParameter
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])

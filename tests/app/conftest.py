@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.main import create_app
-from app.service import Service
+from app.serving.service import Service
 from tests.conftest import make_settings
 
 

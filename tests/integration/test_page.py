@@ -406,7 +406,7 @@ def test_the_docs_render_under_their_policy(guarded: Callable[[str], Guarded], l
     policy = directives(visit.csp)
     assert policy["default-src"] == ["'none'"] and "'unsafe-eval'" not in visit.csp
     assert "'unsafe-inline'" not in policy["script-src"]
-    if path == "/docs":  # ReDoc alone injects styles at run time (app/docs_csp.py)
+    if path == "/docs":  # ReDoc alone injects styles at run time (app/edge/docs_csp.py)
         assert "'unsafe-inline'" not in visit.csp
         assert any(s.startswith("'sha256-") for s in policy["script-src"])  # Swagger UI's inline bootstrap, by hash
     else:  # ReDoc's page has no inline script at all: only its own-origin bundle may run

@@ -78,7 +78,7 @@ def test_a_broken_checkpoint_stops_every_process_and_the_server_exits_non_zero(t
 
 def test_a_burst_of_connections_is_spread_over_the_processes(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """Every process accepts on the shared socket only while it holds no more connections than
-    its sibling, plus one (app.balance): bursts of connections opened at once, next to sampling
+    its sibling, plus one (app.process.balance): bursts of connections opened at once, next to sampling
     work, land on both processes about evenly (a process that never accepts, or one that takes
     the burst whole as asyncio's own accept loop does, fails this). The split under the real
     model's load is measured by benchmarks/engine.py, not here."""

@@ -1,0 +1,416 @@
+"""The thread that owns the device: admission by work, futures and metrics around the engine.
+
+Routes call ``submit`` from the event loop; the worker thread moves new requests into the
+engine between ticks, ticks while anything is in flight, and resolves the futures of the
+requests that ended in a tick together. Everything about batching, scheduling and noise
+lives in ``model.engine``; this file only connects it to the service.
+
+Model versions come and go while requests are in flight (``app.serving.models`` reloads them):
+the engine is not thread-safe, so adding a version runs on this thread between ticks
+(``call_soon``), and an old version leaves the engine only once the last request admitted
+on it has finished (``retire``). A request is bound to the version current when it was
+admitted (``SampleJob.served``), under the same lock as the admission counts, so a
+switch can never strand one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from app.metrics import Metrics
+from model.denoiser import Denoiser
+from model.diffusion import SamplerSpec, SamplingPlan
+from model.engine import Cancelled, Engine, EngineRequest
+from model.errors import InvalidParameter
+
+log = logging.getLogger("swirl.worker")
+
+R = TypeVar("R")
+
+
+class Overloaded(RuntimeError):
+    """Admission refused (503): the backlog of work is over its bound or would outlast the timeout."""
+
+    def __init__(self, message: str, retry_after_s: int, reason: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.reason = reason
+
+
+QueueFull = Overloaded  # the name routes used before admission counted work
+
+
+class WorkerStopped(RuntimeError):
+    """The worker is shutting down and takes no new work."""
+
+
+@dataclass
+class SampleResult:
+    points: np.ndarray  # (n, 2) float32
+    trajectory: list[tuple[int, np.ndarray]]  # [(t, (n, 2))] from x_T to x_0, empty unless asked (or streamed)
+    queue_seconds: float  # admitted → first tick
+    compute_seconds: float  # first tick → done
+
+
+@dataclass(eq=False)
+class SampleJob:
+    n: int
+    seed: int
+    spec: SamplerSpec
+    trajectory_every: int | None = None
+    model: str | None = None  # a model's name; None is the default model
+    on_frame: Callable[[int, np.ndarray], None] | None = None  # streaming: each frame, on the engine thread
+    future: Future[SampleResult] = field(default_factory=Future)
+    request: EngineRequest | None = field(default=None, repr=False)
+    served: ServedModel | None = field(default=None, repr=False)  # the version it runs on, set when admitted
+
+    def cancel(self) -> None:
+        """Client gone or timed out: the request's rows leave the engine at its next tick."""
+        self.future.cancel()
+        if self.request is not None:
+            self.request.cancel()
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the worker needs to run one version of a model: its engine key and its plans,
+    with the name and id (sha256 of the weights) that answers report."""
+
+    key: Hashable
+    make_plan: Callable[[SamplerSpec], SamplingPlan]
+    name: str = ""
+    id: str = ""
+
+
+class _Call:
+    """A function for the worker thread to run between ticks (``Worker.call_soon``)."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.future: Future[Any] = Future()
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            self.future.set_result(self.fn())
+        except BaseException as exc:
+            self.future.set_exception(exc)
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics,
+        *,
+        resolve_model: Callable[[str | None], ServedModel],
+        max_queue: int,
+        max_queue_work: int,
+        request_timeout_s: float,
+    ) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.resolve_model = resolve_model
+        self.max_queue = max_queue
+        self.max_queue_work = max_queue_work
+        self.request_timeout_s = request_timeout_s
+        self._inbox: queue.SimpleQueue[SampleJob | _Call | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending_work = 0  # submitted, not yet finished (inbox + engine)
+        self._pending_jobs = 0
+        self._jobs: dict[int, SampleJob] = {}  # id(engine request) → job
+        self._plans: dict[tuple[Hashable, SamplerSpec], SamplingPlan] = {}
+        self._users: Counter[Hashable] = Counter()  # model version → requests admitted and not finished
+        self._work_by_model: Counter[Hashable] = Counter()  # model name → points × evaluations admitted, not finished
+        self._model_of: dict[int, Hashable] = {}  # id(engine request) → its model's name
+        self._retiring: set[Hashable] = set()  # versions replaced: removed from the engine when unused
+        self.on_version_removed: Callable[[Hashable], None] | None = None  # called on this thread when a version leaves
+        self._thread = threading.Thread(target=self._loop, name="swirl-engine", daemon=True)
+        self._accepting = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._accepting = True
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Refuse new work, finish what was admitted, then end the thread."""
+        self._accepting = False
+        if self._thread.is_alive():
+            self._inbox.put(None)
+            self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("engine still busy after %.0f s; abandoning %d request(s)", timeout, self._pending_jobs)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def call_soon(self, fn: Callable[[], R]) -> Future[R]:
+        """Run ``fn`` on the engine's thread between ticks (inline before the thread starts)."""
+        call = _Call(fn)
+        if not self._thread.is_alive():
+            if self._accepting:  # stopped: the engine is gone with its thread
+                raise WorkerStopped("the server is shutting down")
+            call.run()
+        else:
+            self._inbox.put(call)
+        return call.future
+
+    def warm_up(self, model: str | ServedModel | None = None, rows: int | None = None) -> None:
+        """Run the common samplers on a model version once (first-call costs; at start-up
+        with ``rows`` unset, also the engine's throughput estimate). Before the thread starts
+        it drives the engine directly; afterwards it submits ordinary requests, so a version
+        loaded beside a serving one warms up between its ticks."""
+        served = model if isinstance(model, ServedModel) else self.resolve_model(model)
+        n = rows or min(max(self.engine.tick_rows, 256), 8192)
+        specs = (SamplerSpec("ddpm"), SamplerSpec("ddim", steps=10), SamplerSpec("dpmpp2m", steps=10))
+        if self._thread.is_alive():
+            jobs = [SampleJob(n=n, seed=0, spec=spec) for spec in specs]
+            for job in jobs:
+                self.submit(job, served=served, admission=False)
+            for job in jobs:
+                job.future.result()
+            return
+        for spec in specs:
+            request = EngineRequest(n=n, seed=0, plan=self._plan(served, spec), model=served.key)
+            with torch.inference_mode():
+                self.engine.submit(request)
+                self.engine.run()
+            if request.error is not None:
+                raise request.error
+        if rows is None:
+            log.info("warm: the engine does %.3g rows × steps per second", self.engine.throughput)
+
+    # -- model versions ---------------------------------------------------------------------
+
+    def add_version(self, served: ServedModel, denoiser: Denoiser) -> None:
+        """Put a version into the engine (on the engine's thread); returns once it is there."""
+        self.call_soon(lambda: self.engine.add_model(served.key, denoiser)).result()
+
+    def switch(self, apply: Callable[[], None], retired: Hashable | None) -> None:
+        """Run ``apply`` (which makes a new version current) atomically with admission, then
+        retire the ``retired`` version: it leaves the engine when its last request finishes."""
+        with self._lock:
+            apply()
+            if retired is None:
+                return
+            self._retiring.add(retired)
+            unused = self._users[retired] == 0
+        if unused:
+            with contextlib.suppress(WorkerStopped):
+                self.call_soon(lambda: self._remove_if_unused(retired))
+
+    def _remove_if_unused(self, key: Hashable) -> None:
+        with self._lock:
+            if key not in self._retiring or self._users[key]:
+                return
+            self._retiring.discard(key)
+            self._users.pop(key, None)
+            for plan_key in [k for k in self._plans if k[0] == key]:
+                del self._plans[plan_key]
+        self.engine.remove_model(key)
+        log.info("model version %s left the engine (%d loaded)", key, len(self.loaded_versions))
+        if self.on_version_removed is not None:
+            self.on_version_removed(key)
+
+    @property
+    def loaded_versions(self) -> list[Hashable]:
+        return self.engine.model_keys
+
+    # -- admission ------------------------------------------------------------------------
+
+    def plan(self, spec: SamplerSpec, model: str | None = None) -> SamplingPlan:
+        """Compile (and cache) a spec for a model; raises InvalidParameter naming the field."""
+        with self._lock:
+            return self._plan(self.resolve_model(model), spec)
+
+    def _plan(self, served: ServedModel, spec: SamplerSpec) -> SamplingPlan:
+        key = (served.key, spec)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = served.make_plan(spec)
+            if len(self._plans) >= 512:  # η is a float: bound the cache
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        return plan
+
+    def estimated_wait_s(self, extra_work: int = 0) -> float:
+        return (self._pending_work + extra_work) / max(self.engine.throughput, 1.0)
+
+    def submit(self, job: SampleJob, served: ServedModel | None = None, *, admission: bool = True) -> Future[SampleResult]:
+        """Admit a job on ``served`` or, by default, on the current version of ``job.model``
+        (resolved under the admission lock, so that a version switch cannot strand it).
+        ``admission=False`` (internal warm-ups) skips the load-shedding rules."""
+        if not self._accepting:
+            raise WorkerStopped("the server is shutting down")
+        with self._lock:
+            if served is None:
+                served = self.resolve_model(job.model)
+            plan = self._plan(served, job.spec)
+            request = EngineRequest(n=job.n, seed=job.seed, plan=plan, model=served.key, trajectory_every=job.trajectory_every, on_frame=job.on_frame)
+            work = request.work
+            if admission:
+                self._check_admission(work, served.name or served.key)
+            self._pending_work += work
+            self._work_by_model[served.name or served.key] += work
+            self._model_of[id(request)] = served.name or served.key
+            self._pending_jobs += 1
+            self._users[served.key] += 1
+        job.served = served
+        job.request = request
+        request.submitted_at = time.perf_counter()
+        self._inbox.put(job)
+        self.metrics.queue_work.set(self._pending_work)
+        self.metrics.in_flight.set(self._pending_jobs)
+        return job.future
+
+    def _check_admission(self, work: int, model: Hashable) -> None:
+        """Raise InvalidParameter (a request that could never run) or Overloaded (503); holds ``_lock``.
+
+        The estimated wait counts the work the engine does before this request is done: its
+        model's backlog, plus, for every other model, at most as much again (the engine gives
+        each model in flight an equal share of a tick), so a flood on one model does not get
+        a small request to another refused. With one model it is the whole backlog.
+        """
+        if self.max_queue_work and work > self.max_queue_work:
+            raise InvalidParameter("n", f"n × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; lower n or use fewer steps")
+        backlog = self._pending_work
+        own = self._work_by_model[model]
+        ahead = own + sum(min(other, own + work) for name, other in self._work_by_model.items() if name != model)
+        wait = (ahead + work) / max(self.engine.throughput, 1.0)
+        retry = max(1, math.ceil(ahead / max(self.engine.throughput, 1.0)))
+        if self._pending_jobs >= self.max_queue:
+            raise Overloaded(f"{self._pending_jobs} requests are already in flight (SWIRL_MAX_QUEUE); retry shortly", retry, "queue_full")
+        if self.max_queue_work and backlog + work > self.max_queue_work:
+            raise Overloaded(
+                f"{backlog} points × evaluations in flight plus this request's {work} exceed SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}",
+                retry,
+                "queue_work",
+            )
+        if ahead and wait > self.request_timeout_s:
+            raise Overloaded(
+                f"estimated wait {wait:.1f} s exceeds SWIRL_REQUEST_TIMEOUT_S = {self.request_timeout_s:g} s; retry in {retry} s",
+                retry,
+                "estimated_wait",
+            )
+
+    @property
+    def queue_depth(self) -> int:
+        return self._pending_jobs
+
+    @property
+    def pending_work(self) -> int:
+        return self._pending_work
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        stopping = False
+        with torch.inference_mode():
+            while True:
+                if self.engine.idle:
+                    if stopping:
+                        return
+                    job = self._inbox.get()  # nothing in flight: sleep until work arrives
+                    if job is None:
+                        stopping = True
+                        continue
+                    self._take(job)
+                while True:  # everything that arrived since the last tick joins this one
+                    try:
+                        job = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stopping = True
+                    else:
+                        self._take(job)
+                if self.engine.idle:
+                    continue
+                ended = self.engine.tick()
+                self.metrics.ticks.inc()
+                self.metrics.tick_rows.observe(self.engine.last_tick_rows)
+                if ended:
+                    self._resolve(ended)
+
+    def _take(self, item: SampleJob | _Call) -> None:
+        if isinstance(item, _Call):
+            item.run()
+        else:
+            self._admit(item)
+
+    def _admit(self, job: SampleJob) -> None:
+        request = job.request
+        assert request is not None
+        if job.future.cancelled() or request.cancelled:
+            self._done(request)
+            return
+        if not job.future.set_running_or_notify_cancel():
+            self._done(request)
+            return
+        try:
+            self.engine.submit(request)
+        except Exception as exc:
+            self._done(request)
+            job.future.set_exception(exc)
+            return
+        self._jobs[id(request)] = job
+
+    def _done(self, request: EngineRequest) -> None:
+        with self._lock:
+            self._pending_work -= request.work
+            self._pending_jobs -= 1
+            self._users[request.model] -= 1
+            model = self._model_of.pop(id(request), None)
+            if model is not None:
+                self._work_by_model[model] -= request.work
+                if self._work_by_model[model] <= 0:
+                    del self._work_by_model[model]
+            retire = request.model in self._retiring and self._users[request.model] == 0
+        if retire:
+            self._remove_if_unused(request.model)
+        self.metrics.queue_work.set(self._pending_work)
+        self.metrics.in_flight.set(self._pending_jobs)
+
+    def _resolve(self, ended: list[EngineRequest]) -> None:
+        for request in ended:
+            job = self._jobs.pop(id(request), None)
+            self._done(request)
+            if job is None:
+                continue
+            sampler = job.spec.sampler
+            if isinstance(request.error, Cancelled):
+                self.metrics.cancelled.inc()
+                continue
+            if request.error is not None:
+                if not job.future.done():
+                    job.future.set_exception(request.error)
+                continue
+            assert request.points is not None and request.finished_at is not None
+            started = request.started_at or request.finished_at
+            result = SampleResult(
+                points=request.points,
+                trajectory=request.trajectory,
+                queue_seconds=started - request.submitted_at,
+                compute_seconds=request.finished_at - started,
+            )
+            self.metrics.engine_latency.labels(sampler=sampler).observe(request.finished_at - request.submitted_at)
+            self.metrics.batch_points.observe(request.n)
+            if not job.future.done():
+                job.future.set_result(result)
