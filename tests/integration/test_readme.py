@@ -193,7 +193,7 @@ def test_readme_serve_commands_run_as_written(fresh_copy: Path, tmp_path: Path) 
     for command in serves:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWIRL_")}
-        env.update(SWIRL_PORT=str(port), SWIRL_WORKERS="1", OMP_NUM_THREADS="1")
+        env.update(SWIRL_PORT=str(port), SWIRL_GRPC_PORT=str(free_port()), SWIRL_WORKERS="1", OMP_NUM_THREADS="1")
         log_path = tmp_path / f"serve-{port}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, shell=True, cwd=fresh_copy, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
