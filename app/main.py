@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service.worker.start()
         grpc_server = None
         if settings.grpc_port:
-            from app import grpc_server as grpc_serving  # grpcio loads only when gRPC is on
+            from app.routes import grpc_server as grpc_serving  # grpcio loads only when gRPC is on
 
             try:
                 grpc_server = await grpc_serving.start(service, app.state.rate_limiter, settings, app.version)

@@ -1,5 +1,5 @@
 """The Open Inference Protocol over gRPC: ``inference.GRPCInferenceService`` (ServerLive, ServerReady,
-ModelReady, ServerMetadata, ModelMetadata, ModelInfer), served beside HTTP by ``app/grpc_server.py``.
+ModelReady, ServerMetadata, ModelMetadata, ModelInfer), served beside HTTP by ``app/routes/grpc_server.py``.
 
 Requests go through the same rules as ``POST /v2/models/{model}/infer`` (``app/wire/v2_protocol.py``,
 ``app/routes/inference.py``), the same worker, limits and rate limits, so a seeded answer is the
@@ -143,7 +143,7 @@ def _peer_address(peer: str) -> str:
 
 
 class InferenceServicer:
-    """The six calls, as coroutines for grpcio's asyncio server (``app/grpc_server.py`` registers them)."""
+    """The six calls, as coroutines for grpcio's asyncio server (``app/routes/grpc_server.py`` registers them)."""
 
     def __init__(self, service: Service, limiter: RateLimiter | None, server_version: str) -> None:
         self.service = service

@@ -6,7 +6,7 @@ pool, and two definitions of one name there refuse to load together. On the wire
 field numbers count, so a private pool changes nothing for clients.
 
 ``METHODS`` maps each call of ``inference.GRPCInferenceService`` to its request and response
-classes; ``app/grpc_server.py`` serves them with grpcio's generic handlers, as the code that
+classes; ``app/routes/grpc_server.py`` serves them with grpcio's generic handlers, as the code that
 grpcio-tools generates would.
 """
 
