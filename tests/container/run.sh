@@ -236,7 +236,7 @@ log "integration suite against the container"
 t=$(now)
 SWIRL_BASE_URL="$BASE_URL" SWIRL_GRPC_TARGET="127.0.0.1:${SWIRL_GRPC_PORT}" \
     SWIRL_CONTAINER_IMAGE="$SWIRL_IMAGE" SWIRL_CONTAINER_LABEL="$TEST_LABEL" \
-    "$PYTHON" -m pytest tests/integration -q -p no:cacheprovider -rs
+    "$PYTHON" -m pytest tests/integration tests/clients -q -p no:cacheprovider -rs
 INTEGRATION_S=$(elapsed "$t" "$(now)")
 echo "integration suite against the container: ${INTEGRATION_S} s"
 
