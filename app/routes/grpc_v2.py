@@ -39,7 +39,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from app.edge.client_address import rate_key
 from app.edge.rate_limit import RateLimited, RateLimiter
 from app.errors import RequestTimeout, ServiceUnavailable
-from app.routes.inference import prepare, resolve
+from app.routes.inference import invalid, prepare, resolve
 from app.routes.sampling import submit
 from app.serving.service import Service
 from app.serving.worker import SampleJob, SampleResult
@@ -62,6 +62,7 @@ from app.wire.v2_protocol import (
     require_n,
 )
 from model.engine import NonFiniteError
+from model.errors import InvalidParameter
 
 log = logging.getLogger("swirl.grpc")
 
@@ -197,6 +198,9 @@ class InferenceServicer:
             self._charge(context, prepared.params.n, prepared.steps)
             result = await self._run(prepared.job, context)
             tensors = output_tensors(result.points, result.trajectory, prepared.params, service.models.get(prepared.params.model).checkpoint.normalisation)
+        except InvalidParameter as exc:  # admission: a request that could never run (SWIRL_MAX_QUEUE_WORK)
+            await self._abort(context, self._translate(invalid(exc)))
+            raise AssertionError("unreachable: abort raises") from exc
         except (V2Error, RateLimited, ServiceUnavailable, RequestTimeout, NonFiniteError) as exc:
             await self._abort(context, self._translate(exc))
             raise AssertionError("unreachable: abort raises") from exc

@@ -58,6 +58,12 @@ def prepare(service: Service, model: str, values: dict[str, Any], outputs: list[
     try:
         job, steps = sample_job(params, service, "body", request)
     except (LimitError, InvalidParameter) as exc:
-        raise V2Error(400, f"input '{exc.field}': {exc}") from None
+        raise invalid(exc) from None
     check_outputs_fit(params, outputs)
     return Prepared(params, job, steps)
+
+
+def invalid(exc: LimitError | InvalidParameter) -> V2Error:
+    """A limit or parameter the model refuses, as the protocol's 400 naming the input (admission
+    refuses a request that could never run this way too: SWIRL_MAX_QUEUE_WORK)."""
+    return V2Error(400, f"input '{exc.field}': {exc}")

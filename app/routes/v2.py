@@ -24,14 +24,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.edge.rate_limit import charge
-from app.routes.inference import prepare, resolve
+from app.routes.inference import invalid, prepare, resolve
 from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job
 from app.serving.service import Service, ServiceDep
 from app.serving.worker import SampleResult
 from app.wire import encoding
 from app.wire.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
 from app.wire.negotiation import accepts_encoding
-from app.wire.schemas import SampleRequest
+from app.wire.schemas import LimitError, SampleRequest
 from app.wire.v2_protocol import (
     EXTENSIONS,
     INPUTS,
@@ -48,6 +48,7 @@ from app.wire.v2_protocol import (
     require_n,
 )
 from app.wire.v2_schemas import InferResponse, Live, ModelMetadata, ModelReady, Ready, ServerMetadata
+from model.errors import InvalidParameter
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 
@@ -259,6 +260,8 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
         params, job, steps = prepared.params, prepared.job, prepared.steps
         charge(request, points=params.n, evaluations=steps)  # over the limit: 429 with {"error"}
         result = await run_job(service, job, request)  # 503 and 504 keep their status, with {"error"} bodies
+    except (LimitError, InvalidParameter) as exc:
+        return _error(invalid(exc))
     except V2Error as exc:
         return _error(exc)
     if result is None:

@@ -197,6 +197,15 @@ async def test_bad_inputs_are_invalid_argument_with_http_v2s_error_text(tiny_che
         assert (await rpc_error(app, needs_trajectory)).details() == "output 'trajectory': needs the trajectory_every input"
 
 
+async def test_work_that_could_never_run_is_invalid_argument_as_on_http(tiny_checkpoint: Any) -> None:
+    async with grpc_app(tiny_checkpoint, max_queue_work=1_000) as app:
+        values = {"n": 500, "seed": 1, "sampler": "ddim", "steps": 10}  # 5,000 points × evaluations > SWIRL_MAX_QUEUE_WORK
+        http = await app.http.post(INFER, json=http_body(**values))
+        assert http.status_code == 400 and "SWIRL_MAX_QUEUE_WORK" in http.json()["error"]
+        error = await rpc_error(app, typed_request(**values))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details() == http.json()["error"]
+
+
 async def test_unknown_model_or_version_is_not_found(tiny_checkpoint: Any) -> None:
     async with grpc_app(tiny_checkpoint) as app:
         http = await app.http.post("/v2/models/nope/infer", json=http_body(n=5))
