@@ -17,26 +17,61 @@ start-up with the reason instead of sharing the port with a stranger.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from app.config import Settings
 from app.edge.rate_limit import RateLimiter
+from app.metrics import Metrics
 from app.routes.grpc_v2 import InferenceServicer
 from app.serving.service import Service
-from app.wire.grpc_messages import METHODS, SERVICE
+from app.wire.grpc_messages import METHODS, SERVICE, method_path
 
 log = logging.getLogger("swirl.grpc")
 
 
-def handlers(servicer: InferenceServicer) -> grpc.GenericRpcHandler:
-    """The service's calls as grpcio handlers, each (de)serialising its messages."""
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+def observed(call: Handler, path: str, metrics: Metrics) -> Handler:
+    """``call``, counted and timed in the HTTP requests' metrics: endpoint = the call's path,
+    method ``GRPC``, status = the gRPC status code's name (OK, INVALID_ARGUMENT, CANCELLED, …)."""
+    latency = metrics.latency.labels(endpoint=path)
+
+    async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        started = time.perf_counter()
+        status = "UNKNOWN"
+        try:
+            answer = await call(request, context)
+            status = "OK"
+            return answer
+        except asyncio.CancelledError:
+            status = "CANCELLED"
+            raise
+        except grpc.aio.AbortError:
+            code = context.code()
+            status = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+            raise
+        finally:
+            latency.observe(time.perf_counter() - started)
+            metrics.requests.labels(endpoint=path, method="GRPC", status=status).inc()
+
+    return handle
+
+
+def handlers(servicer: InferenceServicer, metrics: Metrics) -> grpc.GenericRpcHandler:
+    """The service's calls as grpcio handlers, each (de)serialising its messages, counted and timed."""
     methods: dict[str, Any] = {
         name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, name), request_deserializer=request.FromString, response_serializer=response.SerializeToString
+            observed(getattr(servicer, name), method_path(name), metrics),
+            request_deserializer=request.FromString,
+            response_serializer=response.SerializeToString,
         )
         for name, (request, response) in METHODS.items()
     }
@@ -56,7 +91,7 @@ async def start(service: Service, limiter: RateLimiter | None, settings: Setting
         ("grpc.max_send_message_length", -1),  # answers are bounded by SWIRL_MAX_RESPONSE_POINTS
     ]
     server = grpc.aio.server(options=options)
-    server.add_generic_rpc_handlers((handlers(InferenceServicer(service, limiter, server_version)),))
+    server.add_generic_rpc_handlers((handlers(InferenceServicer(service, limiter, server_version), service.metrics),))
     where = address(settings.host, settings.grpc_port)
     try:
         server.add_insecure_port(where)

@@ -40,13 +40,12 @@ from app.edge.client_address import rate_key
 from app.edge.rate_limit import RateLimited, RateLimiter
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.routes.inference import invalid, prepare, resolve
-from app.routes.sampling import submit
+from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, submit
 from app.serving.service import Service
 from app.serving.worker import SampleJob, SampleResult
 from app.wire import encoding
 from app.wire import grpc_messages as pb
 from app.wire.v2_protocol import (
-    DEFAULT_MODEL,
     EXTENSIONS,
     INPUTS,
     OUTPUTS,
@@ -197,27 +196,35 @@ class InferenceServicer:
             prepared = prepare(service, model, values, requested)
             self._charge(context, prepared.params.n, prepared.steps)
             result = await self._run(prepared.job, context)
-            tensors = output_tensors(result.points, result.trajectory, prepared.params, service.models.get(prepared.params.model).checkpoint.normalisation)
         except InvalidParameter as exc:  # admission: a request that could never run (SWIRL_MAX_QUEUE_WORK)
             await self._abort(context, self._translate(invalid(exc)))
             raise AssertionError("unreachable: abort raises") from exc
         except (V2Error, RateLimited, ServiceUnavailable, RequestTimeout, NonFiniteError) as exc:
             await self._abort(context, self._translate(exc))
             raise AssertionError("unreachable: abort raises") from exc
-        response = pb.ModelInferResponse(model_name=model or DEFAULT_MODEL, model_version=loaded, id=request.id)
-        for name, value in answer_parameters(prepared.job.seed, prepared.params, prepared.steps).items():
-            parameter = response.parameters[name]
-            if isinstance(value, float):
-                parameter.double_param = value
-            elif isinstance(value, int):
-                parameter.int64_param = value
-            else:
-                parameter.string_param = str(value)
-        for name in requested or tensors:
-            datatype, array = tensors[name]
-            response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
-            response.raw_output_contents.append(encoding.v2_tensor_bytes(array, datatype))
-        service.metrics.points.labels(endpoint="grpc").inc(prepared.params.n)
+        params = prepared.params
+        normalisation = service.models.get(params.model).checkpoint.normalisation
+
+        def answer() -> Any:
+            response = pb.ModelInferResponse(model_name=model, model_version=loaded, id=request.id)
+            for name, value in answer_parameters(prepared.job.seed, params, prepared.steps).items():
+                parameter = response.parameters[name]
+                if isinstance(value, float):
+                    parameter.double_param = value
+                elif isinstance(value, int):
+                    parameter.int64_param = value
+                else:
+                    parameter.string_param = str(value)
+            tensors = output_tensors(result.points, result.trajectory, params, normalisation)
+            for name in requested or tensors:
+                datatype, array = tensors[name]
+                response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
+                response.raw_output_contents.append(encoding.v2_tensor_bytes(array, datatype))
+            return response
+
+        frames = len(result.trajectory) + 1 if params.trajectory_every is not None else 1
+        response = await asyncio.to_thread(answer) if params.n * frames > ENCODE_OFF_LOOP_POINTS else answer()
+        service.metrics.points.labels(endpoint="grpc").inc(params.n)
         return response
 
     async def _run(self, job: SampleJob, context: grpc.aio.ServicerContext[Any, Any]) -> SampleResult:

@@ -157,6 +157,10 @@ async def test_trajectory_outputs_and_requested_outputs(tiny_checkpoint: Any) ->
         frames = points_of(response, "trajectory")
         assert frames.shape == (len(body["trajectory"]), 30, 2)
         np.testing.assert_array_equal(frames[-1], np.asarray(body["points"], dtype=np.float32))
+        large = {"n": 3000, "seed": 2, "sampler": "ddim", "steps": 7, "trajectory_every": 1, "space": "data"}  # 24,000 points: encoded off the loop
+        body = (await app.http.get("/sample", params=large)).json()
+        frames = points_of(await app.call("ModelInfer", typed_request(**large)), "trajectory")
+        np.testing.assert_array_equal(frames, np.asarray([frame["points"] for frame in body["trajectory"]], dtype=np.float32))
 
 
 BAD_INPUTS = [
@@ -195,6 +199,18 @@ async def test_bad_inputs_are_invalid_argument_with_http_v2s_error_text(tiny_che
         needs_trajectory = typed_request(n=5)
         needs_trajectory.outputs.add(name="trajectory")
         assert (await rpc_error(app, needs_trajectory)).details() == "output 'trajectory': needs the trajectory_every input"
+
+
+async def test_calls_are_counted_by_status_code_in_the_request_metrics(tiny_checkpoint: Any) -> None:
+    async with grpc_app(tiny_checkpoint) as app:
+        await app.call("ModelInfer", typed_request(n=30, seed=1))
+        await rpc_error(app, typed_request(n=0))
+        await app.call("ServerLive", pb.ServerLiveRequest())
+        text = (await app.http.get("/metrics")).text
+    infer = pb.method_path("ModelInfer")
+    for endpoint, status in ((infer, "OK"), (infer, "INVALID_ARGUMENT"), (pb.method_path("ServerLive"), "OK")):
+        assert f'swirl_requests_total{{endpoint="{endpoint}",method="GRPC",status="{status}"}} 1.0' in text, (endpoint, status)
+    assert f'swirl_request_seconds_count{{endpoint="{infer}"}} 2.0' in text
 
 
 async def test_work_that_could_never_run_is_invalid_argument_as_on_http(tiny_checkpoint: Any) -> None:
