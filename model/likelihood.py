@@ -103,8 +103,9 @@ def velocity(denoiser: Denoiser, grid: FlowGrid, x: torch.Tensor, k: int) -> tup
     """v̂(x, φ_k) and its exact divergence at step k, for (R, 2) points; both without a graph."""
     if k == 0:
         return torch.zeros_like(x), torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-    with torch.enable_grad():
-        inputs = x.detach().requires_grad_(True)
+    # autograd on, also on a thread that runs in inference mode (the service's engine thread)
+    with torch.inference_mode(False), torch.enable_grad():
+        inputs = x.detach().clone().requires_grad_(True)
         out = denoiser(inputs, k)
         d1 = torch.autograd.grad(out[:, 0].sum(), inputs, retain_graph=True)[0][:, 0]
         d2 = torch.autograd.grad(out[:, 1].sum(), inputs)[0][:, 1]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Body, Request
@@ -115,6 +115,18 @@ class ClientGone(Exception):
     pass
 
 
+R = TypeVar("R")
+
+
+class Cancellable(Protocol[R]):
+    """A job the worker resolves: a /sample or a /log_prob job."""
+
+    @property
+    def future(self) -> Future[R]: ...
+
+    def cancel(self) -> None: ...
+
+
 async def _wait_for_disconnect(request: Request) -> None:
     while True:
         message = await request.receive()
@@ -122,9 +134,9 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def _await_result(job: SampleJob, request: Request, timeout: float) -> SampleResult:
+async def await_result(job: Cancellable[R], request: Request, timeout: float) -> R:
     """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick)."""
-    future: Future[SampleResult] = job.future
+    future: Future[R] = job.future
     result = asyncio.wrap_future(future)
     disconnect: asyncio.Future[None] = asyncio.ensure_future(_wait_for_disconnect(request))
     waiting: set[asyncio.Future[Any]] = {result, disconnect}
@@ -143,8 +155,13 @@ async def _await_result(job: SampleJob, request: Request, timeout: float) -> Sam
 
 def submit(service: Service, job: SampleJob) -> None:
     """Hand ``job`` to the worker; too much work in flight or a stopping worker is a 503."""
+    admit(service, lambda: service.worker.submit(job))
+
+
+def admit(service: Service, hand_over: Callable[[], object]) -> None:
+    """Run ``hand_over`` (a worker's submit): too much work in flight or a stopping worker is a 503."""
     try:
-        service.worker.submit(job)
+        hand_over()
     except Overloaded as exc:
         service.metrics.rejected.labels(reason=exc.reason).inc()
         raise ServiceUnavailable(f"overloaded: {exc}", exc.reason, exc.retry_after_s) from None
@@ -157,7 +174,7 @@ async def run_job(service: Service, job: SampleJob, request: Request) -> SampleR
     """Submit ``job`` and wait for its result: 503/504 as errors, None when the client has gone."""
     submit(service, job)
     try:
-        return await _await_result(job, request, service.settings.request_timeout_s)
+        return await await_result(job, request, service.settings.request_timeout_s)
     except RequestTimeout:
         service.metrics.rejected.labels(reason="timeout").inc()
         raise

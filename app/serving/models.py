@@ -49,9 +49,10 @@ from app.serving.worker import ServedModel, Worker
 from app.wire.encoding import dumps
 from model.checkpoint import META_FILE, WEIGHTS_FILE, Checkpoint, CheckpointError, load_checkpoint, read_metadata
 from model.data import swiss_roll
-from model.denoiser import NetDenoiser
+from model.denoiser import DifferentiableNetDenoiser, NetDenoiser
 from model.diffusion import SAMPLERS, SamplerSpec, SamplingPlan, q_sample
 from model.errors import InvalidParameter
+from model.likelihood import FlowGrid
 from model.schedule import ScheduleTensors
 
 log = logging.getLogger("swirl.models")
@@ -116,6 +117,8 @@ class ModelVersion:
     checkpoint: Checkpoint
     served: ServedModel
     denoiser: NetDenoiser
+    flow_denoiser: DifferentiableNetDenoiser  # /log_prob's network, differentiated for the divergence
+    flow_grid: FlowGrid  # /log_prob's continuous time (model/likelihood.py)
     forward_tables: ScheduleTensors  # CPU tables for /forward
     schedule_json: bytes
     info: dict[str, Any]  # GET /model
@@ -370,6 +373,8 @@ class ModelRepository:
             checkpoint=checkpoint,
             served=served,
             denoiser=denoiser,
+            flow_denoiser=DifferentiableNetDenoiser(checkpoint.net, self.device),
+            flow_grid=FlowGrid.from_schedule(checkpoint.schedule, checkpoint.prediction),
             forward_tables=checkpoint.schedule.to("cpu"),
             schedule_json=dumps(schedule_payload(checkpoint)),
             info=info,

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from app.metrics import Metrics
+from app.serving.density import FlowJob, FlowQueue, FlowResult
 from model.denoiser import Denoiser
 from model.diffusion import SamplerSpec, SamplingPlan
 from model.engine import Cancelled, Engine, EngineRequest
@@ -128,7 +129,8 @@ class Worker:
         self.max_queue = max_queue
         self.max_queue_work = max_queue_work
         self.request_timeout_s = request_timeout_s
-        self._inbox: queue.SimpleQueue[SampleJob | _Call | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[SampleJob | FlowJob | _Call | None] = queue.SimpleQueue()
+        self._flows = FlowQueue()  # /log_prob jobs, one slice after each tick (app.serving.density)
         self._lock = threading.Lock()
         self._pending_work = 0  # submitted, not yet finished (inbox + engine)
         self._pending_jobs = 0
@@ -280,7 +282,24 @@ class Worker:
         self.metrics.in_flight.set(self._pending_jobs)
         return job.future
 
-    def _check_admission(self, work: int, model: Hashable) -> None:
+    def submit_flow(self, job: FlowJob) -> Future[FlowResult]:
+        """Admit a /log_prob job by its work (points × evaluations × the divergence's cost) on its own
+        line of the per-model accounting, so that sampling and density work share the engine's thread
+        as two models share a tick: neither's backlog makes the other's estimated wait."""
+        if not self._accepting:
+            raise WorkerStopped("the server is shutting down")
+        with self._lock:
+            self._check_admission(job.work, job.admission_key, field="points")
+            self._pending_work += job.work
+            self._work_by_model[job.admission_key] += job.work
+            self._pending_jobs += 1
+        job.submitted_at = time.perf_counter()
+        self._inbox.put(job)
+        self.metrics.queue_work.set(self._pending_work)
+        self.metrics.in_flight.set(self._pending_jobs)
+        return job.future
+
+    def _check_admission(self, work: int, model: Hashable, field: str = "n") -> None:
         """Raise InvalidParameter (a request that could never run) or Overloaded (503); holds ``_lock``.
 
         The estimated wait counts the work the engine does before this request is done: its
@@ -289,7 +308,7 @@ class Worker:
         a small request to another refused. With one model it is the whole backlog.
         """
         if self.max_queue_work and work > self.max_queue_work:
-            raise InvalidParameter("n", f"n × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; lower n or use fewer steps")
+            raise InvalidParameter(field, f"{field} × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; send fewer points")
         backlog = self._pending_work
         own = self._work_by_model[model]
         ahead = own + sum(min(other, own + work) for name, other in self._work_by_model.items() if name != model)
@@ -324,7 +343,7 @@ class Worker:
         stopping = False
         with torch.inference_mode():
             while True:
-                if self.engine.idle:
+                if self.engine.idle and self._flows.idle:
                     if stopping:
                         return
                     job = self._inbox.get()  # nothing in flight: sleep until work arrives
@@ -341,19 +360,38 @@ class Worker:
                         stopping = True
                     else:
                         self._take(job)
-                if self.engine.idle:
-                    continue
-                ended = self.engine.tick()
-                self.metrics.ticks.inc()
-                self.metrics.tick_rows.observe(self.engine.last_tick_rows)
-                if ended:
-                    self._resolve(ended)
+                if not self.engine.idle:
+                    ended = self.engine.tick()
+                    self.metrics.ticks.inc()
+                    self.metrics.tick_rows.observe(self.engine.last_tick_rows)
+                    if ended:
+                        self._resolve(ended)
+                if not self._flows.idle:  # one bounded slice of density work between ticks
+                    flow = self._flows.run_slice()
+                    if flow is not None:
+                        self._flow_done(flow)
 
-    def _take(self, item: SampleJob | _Call) -> None:
+    def _take(self, item: SampleJob | FlowJob | _Call) -> None:
         if isinstance(item, _Call):
             item.run()
+        elif isinstance(item, FlowJob):
+            if item.cancelled or not item.future.set_running_or_notify_cancel():
+                self._flow_done(item)
+            else:
+                self._flows.add(item)
         else:
             self._admit(item)
+
+    def _flow_done(self, job: FlowJob) -> None:
+        with self._lock:
+            self._pending_work -= job.work
+            self._pending_jobs -= 1
+            key = job.admission_key
+            self._work_by_model[key] -= job.work
+            if self._work_by_model[key] <= 0:
+                del self._work_by_model[key]
+        self.metrics.queue_work.set(self._pending_work)
+        self.metrics.in_flight.set(self._pending_jobs)
 
     def _admit(self, job: SampleJob) -> None:
         request = job.request
