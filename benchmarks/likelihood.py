@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -120,7 +119,7 @@ async def flood_and_sample(server: Server, body: bytes, count: int, clients: int
 
 
 def p90(values: list[float]) -> float:
-    return sorted(values)[max(0, int(round(0.9 * len(values))) - 1)]
+    return sorted(values)[max(0, round(0.9 * len(values)) - 1)]
 
 
 def main() -> None:
@@ -131,7 +130,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="clients flooding /log_prob")
     args = parser.parse_args()
     body = points_body(10_000, args.checkpoint)
-    print(f"machine: {machine()}\n")  # noqa: T201
+    print(f"machine: {machine()}\n")
 
     server = Server(args.checkpoint)
     try:
@@ -139,7 +138,7 @@ def main() -> None:
     finally:
         server.stop()
     rows = [["POST /log_prob, 10,000 points (default settings)", f"{statistics.median(walls):.2f}", f"{min(walls):.2f}", f"{statistics.median(cpus):.2f}"]]
-    print(table(["request", "wall s (median)", "wall s (best)", "server CPU s (median)"], rows) + "\n")  # noqa: T201
+    print(table(["request", "wall s (median)", "wall s (best)", "server CPU s (median)"], rows) + "\n")
 
     server = Server(args.checkpoint, SWIRL_WORKERS="1")
     try:
@@ -151,7 +150,7 @@ def main() -> None:
         ["alone", f"{statistics.median(alone) * 1000:.0f}", f"{p90(alone) * 1000:.0f}", "0"],
         [f"next to {args.clients} clients flooding /log_prob", f"{statistics.median(crowded) * 1000:.0f}", f"{p90(crowded) * 1000:.0f}", str(flows)],
     ]
-    print(table([f"GET {SAMPLE_TARGET}, one server process", "median ms", "p90 ms", "/log_prob answered meanwhile"], rows))  # noqa: T201
+    print(table([f"GET {SAMPLE_TARGET}, one server process", "median ms", "p90 ms", "/log_prob answered meanwhile"], rows))
 
 
 if __name__ == "__main__":
