@@ -222,10 +222,12 @@ def evaluate_checkpoint(
     try:
         with threadpool_limits(config.threads or None):
             checkpoint = load_checkpoint(path, device)
-            density = evaluate_density(checkpoint, DensityConfig(n=config.n)) if config.density else None
+            # a distilled student has no density of its own (model.likelihood.check_density_model)
+            density = evaluate_density(checkpoint, DensityConfig(n=config.n)) if config.density and not checkpoint.student_grids else None
             if not config.samplers:
                 evaluation = {key: value for key, value in checkpoint.meta.get("evaluation", {}).items() if key != "density"}
-                evaluation["density"] = density
+                if density is not None:
+                    evaluation["density"] = density
                 if write:
                     update_metadata(path, evaluation=evaluation)
                 return evaluation

@@ -53,6 +53,7 @@ import torch
 from model.data import Normalisation
 from model.denoiser import Denoiser
 from model.engine import NonFiniteError
+from model.errors import InvalidParameter
 from model.prediction import estimates
 from model.schedule import Schedule
 
@@ -97,6 +98,19 @@ class FlowGrid:
     def evaluations(self) -> int:
         """Network evaluations (each with its divergence) per point: 2T − 1."""
         return 2 * self.timesteps - 1
+
+
+def check_density_model(student_grids: dict[int, list[int]] | None, teacher: str | None = None) -> None:
+    """A distilled student has no density of its own: its network was trained at its grid's few steps
+    only (as a jump along the teacher's ODE, not as a velocity), and the flow needs every step.
+    InvalidParameter("model") naming its teacher."""
+    if student_grids:
+        steps = sorted({t for grid in student_grids.values() for t in grid})
+        raise InvalidParameter(
+            "model",
+            f"a distilled student knows only the steps {steps} of its grids, not a velocity at every step; "
+            f"ask its teacher{f' ({teacher})' if teacher else ''} for densities and scores",
+        )
 
 
 def velocity(denoiser: Denoiser, grid: FlowGrid, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

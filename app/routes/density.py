@@ -30,7 +30,7 @@ from app.wire.encoding import JSON, NPY, POINT_FORMATS, FastJSON
 from app.wire.negotiation import negotiate
 from app.wire.query import parse_query, query_openapi
 from app.wire.schemas import ErrorResponse, LimitError
-from model.likelihood import DIVERGENCE_COST, FlowIntegration, log_prob_in_space
+from model.likelihood import DIVERGENCE_COST, FlowIntegration, check_density_model, log_prob_in_space
 from model.score import SCORE_BOUND, lattice, score
 
 router = APIRouter(tags=["density"])
@@ -72,6 +72,11 @@ LOG_PROB_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def teacher_name(student: dict[str, Any] | None) -> str | None:
+    teacher = (student or {}).get("teacher")
+    return teacher.get("name") if isinstance(teacher, dict) else None
+
+
 @router.post(
     "/log_prob",
     response_model=LogProbResponse,
@@ -101,6 +106,7 @@ async def log_prob(service: ServiceDep, request: Request) -> Response:
         options, points = parse_log_prob_body(body, content_type, query, max_points)
     version = service.models.get(options.model)
     label_model(request, version.name)
+    check_density_model(version.checkpoint.student_grids, teacher_name(version.checkpoint.student))
     normalisation = version.checkpoint.normalisation
     x = points if options.space == "model" else normalisation.normalise(points)
     grid = version.flow_grid
@@ -142,6 +148,7 @@ async def score_field(service: ServiceDep, request: Request) -> Response:
     params = parse_query(ScoreRequest, request)
     version = service.models.get(params.model)
     label_model(request, version.name)
+    check_density_model(version.checkpoint.student_grids, teacher_name(version.checkpoint.student))
     schedule = version.checkpoint.schedule
     if params.t > schedule.timesteps:
         raise LimitError("t", f"t must be in 1..{schedule.timesteps} (T), got {params.t}", "query")

@@ -47,6 +47,11 @@ async function load(model) {
   if (!model || !model.data) return;
   contour = trueContour(model.data);
   draw();
+  if (model.student_steps && model.student_steps.length) {
+    const teacher = model.student && model.student.teacher ? model.student.teacher.name : "its teacher";
+    $("density-info").textContent = `A distilled student knows only the few steps of its grids, so it has no density of its own: ask ${teacher}.`;
+    return;
+  }
   $("density-info").textContent = "Computing log p on the lattice (POST /log_prob)…";
   try {
     const started = performance.now();

@@ -19,13 +19,21 @@ let controller = null;
 let timer = null;
 let lastSent = 0;
 
+let modelKnown = false; // a distilled student's page must not ask: wait for GET /model first
+
 export function mount() {
   on("t", onT);
+  on("model", () => {
+    modelKnown = true;
+    onT(swirl.sliderT);
+  });
 }
 
 function onT(t) {
   clearTimeout(timer);
-  if (!t) {
+  if (!modelKnown) return;
+  if (!t || swirl.studentSteps.length) {
+    // t = 0, or a distilled student: it knows only its grid's steps, and /score refuses it
     if (controller) controller.abort();
     field = null;
     swirl.scoreT = null;
@@ -66,7 +74,9 @@ function caption() {
   if (!info) return;
   info.textContent = field
     ? `Arrows: the learned score −ε̂(x, t)/σₜ at t = ${field.t} on a ${GRID} × ${GRID} lattice; an arrow half a cell long is |∇ log p| = ${fmt(field.median, 1)} (the median), none is longer than a cell.`
-    : "Arrows: the learned score appears for t ≥ 1.";
+    : swirl.studentSteps.length
+      ? "A distilled student has no score field of its own (it knows only its grid's steps)."
+      : "Arrows: the learned score appears for t ≥ 1.";
 }
 
 // Drawn by the forward panel over its points (drawScatter's overlay contract: data coordinates via view).

@@ -15,12 +15,15 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from asgi_lifespan import LifespanManager
 
+from app.main import create_app
 from model.checkpoint import load_checkpoint
 from model.denoiser import DifferentiableNetDenoiser, NetDenoiser
 from model.likelihood import log_prob
 from model.score import lattice, score
 from tests.app.conftest import AppFactory
+from tests.conftest import ROOT, make_settings
 
 NPY = "application/x-npy"
 POINTS = [[0.5, -1.3], [-0.2, 0.4], [2.5, 2.5], [-1.0, -0.8]]
@@ -153,3 +156,12 @@ async def test_log_prob_work_that_could_never_run_is_refused_naming_points(runni
     async with running_app(max_queue_work=10_000) as running:
         response = await running.http.post("/log_prob", json={"points": POINTS * 20})
         assert "SWIRL_MAX_QUEUE_WORK" in assert_names(response, "points")["error"]
+
+
+async def test_a_distilled_student_has_no_density_and_says_whose_to_ask() -> None:
+    app = create_app(make_settings(ROOT / "checkpoints" / "swiss-roll-v-student-2"))
+    async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://swirl.test") as http:
+            for response in (await http.post("/log_prob", json={"points": POINTS}), await http.get("/score", params={"t": 12})):
+                assert "swiss-roll-v" in assert_names(response, "model")["error"]
