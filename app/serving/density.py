@@ -2,11 +2,12 @@
 
 A ``FlowJob`` holds one request's ``model.likelihood.FlowIntegration``. The worker admits it by
 work like a sampling request (points × evaluations × the divergence's cost, on its own line of
-the admission's per-model accounting) and its thread runs one slice after each sampling tick:
-one block of at most ``FLOW_BLOCK_ROWS`` rows through one interval of the ODE. The jobs in flight
-take the slices in turn. A slice costs about one tick, so a flood of /log_prob at most doubles
-the time of each tick a /sample request needs, and /sample never waits for a whole /log_prob
-(benchmarks/likelihood.py measures it).
+the admission's per-model accounting) and its thread runs it in slices between sampling ticks:
+one block of at most ``FLOW_BLOCK_ROWS`` rows through one interval of the ODE per slice, the jobs
+in flight taking the slices in turn. While sampling is in flight the slices get at most as much
+of the thread's time as the ticks (the worker keeps both totals), so a flood of /log_prob at most
+about doubles a /sample request's time, and /sample never waits for a whole /log_prob; with no
+sampling in flight the slices run back to back (benchmarks/likelihood.py measures both).
 """
 
 from __future__ import annotations

@@ -426,8 +426,15 @@ def model_payload(checkpoint: Checkpoint) -> dict[str, Any]:
         "samplers": [s for s in SAMPLERS if s != "student" or checkpoint.student_grids],
         "student": checkpoint.student,  # distilled students: teacher, grids, method; null otherwise
         "student_steps": sorted(checkpoint.student_grids),  # the step counts the student sampler takes
+        "endpoints": model_endpoints(checkpoint),
         "device": str(checkpoint.device),
     }
+
+
+def model_endpoints(checkpoint: Checkpoint) -> list[str]:
+    """What a model answers: every model samples; only a model with a velocity at every step (not a
+    distilled student: ``model.likelihood.check_density_model``) has a density and a score."""
+    return ["/sample", "/forward"] + ([] if checkpoint.student_grids else ["/log_prob", "/score"])
 
 
 def listing(repository: ModelRepository, entry: ModelEntry) -> dict[str, Any]:
@@ -446,6 +453,7 @@ def listing(repository: ModelRepository, entry: ModelEntry) -> dict[str, Any]:
             network=info["net"],
             parameter_count=info["parameter_count"],
             evaluation=info["evaluation"],
+            endpoints=info["endpoints"],
             loaded_at=version.loaded_at,
             load_seconds=round(version.load_seconds, 4),
             warm_seconds=round(version.warm_seconds, 4),

@@ -130,7 +130,9 @@ class Worker:
         self.max_queue_work = max_queue_work
         self.request_timeout_s = request_timeout_s
         self._inbox: queue.SimpleQueue[SampleJob | FlowJob | _Call | None] = queue.SimpleQueue()
-        self._flows = FlowQueue()  # /log_prob jobs, one slice after each tick (app.serving.density)
+        self._flows = FlowQueue()  # /log_prob jobs, in slices between ticks (app.serving.density)
+        self._sampling_s = 0.0  # engine-thread seconds in ticks and in density slices since sampling
+        self._flow_s = 0.0  # was last idle: the slices may take at most as long as the ticks
         self._lock = threading.Lock()
         self._pending_work = 0  # submitted, not yet finished (inbox + engine)
         self._pending_jobs = 0
@@ -361,13 +363,21 @@ class Worker:
                     else:
                         self._take(job)
                 if not self.engine.idle:
+                    started = time.perf_counter()
                     ended = self.engine.tick()
+                    self._sampling_s += time.perf_counter() - started
                     self.metrics.ticks.inc()
                     self.metrics.tick_rows.observe(self.engine.last_tick_rows)
                     if ended:
                         self._resolve(ended)
-                if not self._flows.idle:  # one bounded slice of density work between ticks
+                else:
+                    self._sampling_s = self._flow_s = 0.0  # no sampling in flight: density work runs back to back
+                if not self._flows.idle and self._flow_s <= self._sampling_s:
+                    # one bounded slice of density work between ticks, at most half the thread's time
+                    # while sampling is in flight: a /sample waits at most about as long again as alone
+                    started = time.perf_counter()
                     flow = self._flows.run_slice()
+                    self._flow_s += time.perf_counter() - started
                     if flow is not None:
                         self._flow_done(flow)
 

@@ -259,6 +259,7 @@ class ModelResponse(BaseModel):
                     "training": {"steps": 70000, "final_loss": 0.682, "seed": 0},
                     "evaluation": {"n": 10000, "two_sample_accuracy_floor": 0.5037},
                     "samplers": ["ddpm", "ddim", "dpmpp2m"],
+                    "endpoints": ["/sample", "/forward", "/log_prob", "/score"],
                     "device": "cpu",
                 }
             ]
@@ -275,6 +276,7 @@ class ModelResponse(BaseModel):
     training: dict[str, Any] = Field(description="training summary: steps, final loss, loss curve, wall time, seed, config")
     evaluation: dict[str, Any] = Field(description="python -m model.evaluate's results, empty when never evaluated")
     samplers: list[str] = Field(description="samplers /sample accepts")
+    endpoints: list[str] = Field(description="what this model answers: /sample and /forward, and /log_prob and /score unless a distilled student")
     device: str = Field(description="where the model runs: cpu or cuda:N")
 
 
@@ -326,6 +328,7 @@ class ModelListing(BaseModel):
     network: dict[str, Any] | None = None
     parameter_count: int | None = None
     evaluation: dict[str, Any] | None = None
+    endpoints: list[str] | None = Field(None, description="what this model answers (as GET /model says)")
     loaded_at: str | None = Field(None, description="when the serving version was loaded (UTC, ISO 8601)")
     load_seconds: float | None = Field(None, description="reading and verifying the checkpoint, building the network")
     warm_seconds: float | None = Field(None, description="the first run of each sampler through the engine")
