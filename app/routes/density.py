@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from app.edge.rate_limit import charge
 from app.errors import RequestTimeout, ServiceUnavailable
-from app.routes.sampling import ERRORS, NPY_CONTENT, SERVER_TIMING_HEADER, ClientGone, _header, admit, await_result, label_model
+from app.routes.sampling import ERRORS, NPY_CONTENT, SERVER_TIMING_HEADER, ClientGone, admit, await_result, header_doc, label_model
 from app.serving.density import FlowJob
 from app.serving.service import ServiceDep
 from app.serving.worker import WorkerStopped
@@ -38,11 +38,11 @@ router = APIRouter(tags=["density"])
 PARSE_OFF_LOOP_BYTES = 65_536  # larger bodies are parsed in a thread
 
 LOG_PROB_HEADERS = {
-    "Swirl-N": _header("points", "2"),
-    "Swirl-Model": _header("sha256 of the checkpoint's weights", "3f1c…"),
-    "Swirl-Model-Name": _header("the model's name", "swiss-roll"),
-    "Swirl-Space": _header("model or data", "model"),
-    "Swirl-Evaluations": _header("network evaluations per point, each with its divergence", "99"),
+    "Swirl-N": header_doc("points", "2"),
+    "Swirl-Model": header_doc("sha256 of the checkpoint's weights", "3f1c…"),
+    "Swirl-Model-Name": header_doc("the model's name", "swiss-roll"),
+    "Swirl-Space": header_doc("model or data", "model"),
+    "Swirl-Evaluations": header_doc("network evaluations per point, each with its divergence", "99"),
     "Server-Timing": SERVER_TIMING_HEADER,
 }
 LOG_PROB_BODY = {

@@ -48,31 +48,31 @@ router = APIRouter(tags=["sampling"])
 ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
 
 
-def _header(description: str, example: str) -> dict[str, Any]:
+def header_doc(description: str, example: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string"}, "example": example}
 
 
-SERVER_TIMING_HEADER = _header(
+SERVER_TIMING_HEADER = header_doc(
     "where the time went, in ms (W3C Server-Timing): queue (waiting for the worker), compute (sampling), encode (serialising the body)",
     'queue;dur=0.412;desc="queue wait", compute;dur=35.118;desc="sampling", encode;dur=1.027;desc="encoding"',
 )
 SAMPLE_HEADERS = {
-    "Swirl-N": _header("points per frame", "1000"),
-    "Swirl-Seed": _header("the seed used (the one picked, when omitted)", "7"),
-    "Swirl-Sampler": _header("ddpm, ddim or dpmpp2m", "ddim"),
-    "Swirl-Steps": _header("network evaluations", "10"),
-    "Swirl-Eta": _header("DDIM's η", "0.0"),
-    "Swirl-Model": _header("sha256 of the checkpoint's weights", "3f1c…"),
-    "Swirl-Space": _header("model or data", "model"),
-    "Swirl-Trajectory-T": _header("with trajectory_every: each frame's t, comma-separated, x_T … x_0", "10,5,0"),
+    "Swirl-N": header_doc("points per frame", "1000"),
+    "Swirl-Seed": header_doc("the seed used (the one picked, when omitted)", "7"),
+    "Swirl-Sampler": header_doc("ddpm, ddim or dpmpp2m", "ddim"),
+    "Swirl-Steps": header_doc("network evaluations", "10"),
+    "Swirl-Eta": header_doc("DDIM's η", "0.0"),
+    "Swirl-Model": header_doc("sha256 of the checkpoint's weights", "3f1c…"),
+    "Swirl-Space": header_doc("model or data", "model"),
+    "Swirl-Trajectory-T": header_doc("with trajectory_every: each frame's t, comma-separated, x_T … x_0", "10,5,0"),
     "Server-Timing": SERVER_TIMING_HEADER,
 }
 FORWARD_HEADERS = {
-    "Swirl-T": _header("the diffusion step", "25"),
-    "Swirl-N": _header("points", "1000"),
-    "Swirl-Seed": _header("the seed used", "0"),
-    "Swirl-Alpha-Bar": _header("ᾱ_t", "0.9573"),
-    "Swirl-Space": _header("model or data", "model"),
+    "Swirl-T": header_doc("the diffusion step", "25"),
+    "Swirl-N": header_doc("points", "1000"),
+    "Swirl-Seed": header_doc("the seed used", "0"),
+    "Swirl-Alpha-Bar": header_doc("ᾱ_t", "0.9573"),
+    "Swirl-Space": header_doc("model or data", "model"),
     "Server-Timing": SERVER_TIMING_HEADER,
 }
 NPY_CONTENT = {

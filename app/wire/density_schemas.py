@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.wire.encoding import NPY
-from app.wire.schemas import EXAMPLE_ID, MAX_MODEL_NAME, MODEL_DESCRIPTION, SPACE_DESCRIPTION, LimitError, Space, _reject_non_integers
+from app.wire.schemas import EXAMPLE_ID, MAX_MODEL_NAME, MODEL_DESCRIPTION, SPACE_DESCRIPTION, LimitError, Space, reject_non_integers
 
 MAX_SCORE_GRID = 64
 
@@ -41,7 +41,7 @@ class ScoreRequest(BaseModel):
     grid: int = Field(32, ge=2, le=MAX_SCORE_GRID, description=f"points per side of the lattice over [−3, 3]², 2…{MAX_SCORE_GRID}", examples=[16])
     model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
-    _ints = field_validator("t", "grid", mode="before")(_reject_non_integers)
+    _ints = field_validator("t", "grid", mode="before")(reject_non_integers)
 
 
 class LogProbResponse(BaseModel):

@@ -24,7 +24,7 @@ MAX_MODEL_NAME = 64
 MODEL_DESCRIPTION = "model name (GET /models lists them); the default model (SWIRL_DEFAULT_MODEL) when omitted"
 
 
-def _reject_non_integers(value: Any) -> Any:
+def reject_non_integers(value: Any) -> Any:
     """Refuse booleans, floats and decimal strings for integer fields (pydantic would coerce 3.0 → 3)."""
     if isinstance(value, bool | float):
         raise ValueError("must be an integer, not a boolean or a float")
@@ -60,7 +60,7 @@ class SampleRequest(BaseModel):
     space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["data"])
     model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
-    _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(_reject_non_integers)
+    _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(reject_non_integers)
     _floats = field_validator("eta", mode="before")(_reject_booleans)
 
 
@@ -75,7 +75,7 @@ class ForwardRequest(BaseModel):
     space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["model"])
     model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
-    _ints = field_validator("t", "n", "seed", mode="before")(_reject_non_integers)
+    _ints = field_validator("t", "n", "seed", mode="before")(reject_non_integers)
 
 
 class LimitError(ValueError):
