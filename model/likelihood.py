@@ -41,8 +41,9 @@ row's own ∂f_i/∂x. Exact, not a Hutchinson estimate.
 Work. An evaluation with its divergence costs a forward and two backward passes through the
 network, ``DIVERGENCE_COST`` = 3 sampling evaluations in the engine's admission (points ×
 evaluations): 10,000 points cost 1.64 s of CPU (benchmarks/results/density.md), 1.8 M such units
-per second, next to the engine's estimate of about 2 M sampling rows × steps per second. ``FlowIntegration`` advances one block of rows by one interval per call, so the
-service runs it between sampling ticks in bounded slices (app/serving/density.py).
+per second, next to the engine's estimate of about 2 M sampling rows × steps per second.
+``FlowIntegration`` advances one block of rows by one interval per call, so the service runs it
+between sampling ticks in bounded slices (app/serving/density.py).
 """
 
 from __future__ import annotations

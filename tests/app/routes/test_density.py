@@ -165,3 +165,18 @@ async def test_a_distilled_student_has_no_density_and_says_whose_to_ask() -> Non
         async with httpx.AsyncClient(transport=transport, base_url="http://swirl.test") as http:
             for response in (await http.post("/log_prob", json={"points": POINTS}), await http.get("/score", params={"t": 12})):
                 assert "swiss-roll-v" in assert_names(response, "model")["error"]
+
+
+async def test_a_log_prob_past_its_timeout_is_a_504_and_leaves_the_engine(running_app: AppFactory) -> None:
+    async with running_app(request_timeout_s=0.2, max_log_prob_points=20_000) as running:
+        points = np.random.default_rng(1).uniform(-2, 2, size=(20_000, 2)).tolist()
+        response = await running.http.post("/log_prob", json={"points": points})
+        assert response.status_code == 504, response.text
+        worker = running.service.worker
+        for _ in range(200):  # the job leaves at its next slice
+            if worker.pending_work == 0 and worker.queue_depth == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert worker.pending_work == 0 and worker.queue_depth == 0
+        # and the engine still answers
+        assert (await running.http.post("/log_prob", json={"points": POINTS})).status_code == 200
