@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, le=64, description="server processes; 0 is one per CPU core on CPU, one on a GPU")
     request_timeout_s: float = Field(60.0, gt=0, description="per-request timeout; past it the answer is 504")
     max_response_points: int = Field(2_000_000, ge=1, description="n × (trajectory frames + 1) per response")
-    max_body_bytes: int = Field(16_384, ge=64, description="request bodies over this get 413")
+    max_body_bytes: int = Field(16_384, ge=64, description="request bodies over this get 413 (POST /log_prob has its own, from SWIRL_MAX_LOG_PROB_POINTS)")
+    max_log_prob_points: int = Field(10_000, ge=1, description="points per POST /log_prob; its body limit is sized from it (log_prob_body_bytes)")
     cuda_graphs: bool = Field(True, description="capture the reverse chain as CUDA graphs on the GPU")
     torch_threads: int = Field(0, ge=0, description="torch threads per process; 0 splits the cores between the processes")
     otel: bool = Field(
@@ -69,6 +70,13 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: str) -> str:
         parse_networks(value)
         return value
+
+    @property
+    def log_prob_body_bytes(self) -> int:
+        """POST /log_prob's body limit: room for SWIRL_MAX_LOG_PROB_POINTS points as JSON (a point
+        written with float64's longest decimals, ``[-1.2345678901234567e-05, …], `` takes under 56
+        bytes; 64 are allowed) plus 4 KiB for the rest, and never below SWIRL_MAX_BODY_BYTES."""
+        return max(self.max_body_bytes, 4096 + 64 * self.max_log_prob_points)
 
     def resolved_workers(self, cuda: bool) -> int:
         """SWIRL_WORKERS, with 0 resolved: one process per core on CPU, one on a GPU."""

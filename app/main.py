@@ -34,7 +34,7 @@ from app.edge.middleware import BodyLimit, RequestMetrics
 from app.edge.request_context import RequestContext
 from app.edge.security_headers import SecurityHeaders
 from app.metrics import Metrics, multiprocess_dir
-from app.routes import admin, docs, info, models, ops, sampling, stream, v2
+from app.routes import admin, density, docs, info, models, ops, sampling, stream, v2
 from app.serving.reload import Reloader
 from app.serving.service import Service
 from model.checkpoint import CheckpointError
@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs.install(app)  # /docs and /redoc with self-hosted assets under /docs-static/
     app.include_router(sampling.router)
     app.include_router(stream.router)
+    app.include_router(density.router)
     app.include_router(info.router)
     app.include_router(models.router)
     app.include_router(admin.router)
@@ -126,7 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # outermost last: HEAD → security headers → request id, client, access log → metrics → CORS → rate limit → body limit
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, path_limits={"/log_prob": (settings.log_prob_body_bytes, "SWIRL_MAX_LOG_PROB_POINTS")})
     rate_limit.install(app, rate_limiter(settings, metrics))
     cors.install(app, cors.parse_origins(settings.cors_origins))
     app.add_middleware(RequestMetrics, metrics=metrics)

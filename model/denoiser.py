@@ -93,3 +93,21 @@ class FunctionDenoiser:
             mask = t == value
             out[mask] = self.fn(x[mask], int(value))
         return out
+
+
+class DifferentiableNetDenoiser:
+    """An ``EpsilonMLP`` at integer steps whose output keeps its autograd graph in x (the
+    likelihood's divergence differentiates it). τ(t) is computed once per step, without a graph
+    (it depends on t alone); the layers are the net's own differentiable ``forward_with_shared_bias``."""
+
+    def __init__(self, net: EpsilonMLP, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.net = net
+        with torch.no_grad():
+            table = net.time_bias(torch.arange(net.timesteps + 1, device=self.device))  # (T+1, depth, width)
+        self.bias = [row.clone() for row in table]  # [t]: (depth, width), ordinary tensors (not inference ones)
+
+    def __call__(self, x: torch.Tensor, t: Timesteps) -> torch.Tensor:
+        if not isinstance(t, int):
+            raise TypeError("DifferentiableNetDenoiser evaluates rows that share one step t")
+        return self.net.forward_with_shared_bias(x, self.bias[t])

@@ -89,7 +89,9 @@ class EpsilonMLP(nn.Module):
     def time_bias(self, t: torch.Tensor) -> torch.Tensor:
         """(B,) integer steps → (B, depth, width): the per-layer bias τ_l(t)."""
         emb = sinusoidal_embedding(t, self.config.time_embedding_dim, self.timesteps)
-        return self.time_mlp(emb).view(-1, self.config.depth, self.config.hidden)
+        first = self.time_mlp[0]
+        assert isinstance(first, nn.Linear)
+        return self.time_mlp(emb.to(first.weight.dtype)).view(-1, self.config.depth, self.config.hidden)  # a float64 copy of the net too
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.forward_with_row_bias(x, self.time_bias(t))

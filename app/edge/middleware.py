@@ -17,6 +17,8 @@ KNOWN_ENDPOINTS = frozenset(
         "/sample",
         "/sample/stream",
         "/forward",
+        "/log_prob",
+        "/score",
         "/schedule",
         "/model",
         "/models",
@@ -57,17 +59,24 @@ async def _send_json(send: Send, status: int, payload: dict[str, str]) -> None:
 
 
 class BodyLimit:
-    """413 for bodies over ``max_bytes``: at once from Content-Length, else while streaming in."""
+    """413 for bodies over the limit: at once from Content-Length, else while streaming in.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``max_bytes`` (SWIRL_MAX_BODY_BYTES) holds for every path but those in ``path_limits``,
+    which map a path to its own (limit, the setting it comes from): POST /log_prob takes
+    thousands of points, sized from SWIRL_MAX_LOG_PROB_POINTS.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = {"error": f"body: request body larger than {self.max_bytes} bytes (SWIRL_MAX_BODY_BYTES)"}
+        limit, setting = self.path_limits.get(scope.get("path", ""), (self.max_bytes, "SWIRL_MAX_BODY_BYTES"))
+        message = {"error": f"body: request body larger than {limit} bytes ({setting})"}
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -75,7 +84,7 @@ class BodyLimit:
                 except ValueError:
                     await _send_json(send, 400, {"error": "content-length: not an integer"})
                     return
-                if declared > self.max_bytes:
+                if declared > limit:
                     await _send_json(send, 413, message)
                     return
         received = 0
@@ -86,7 +95,7 @@ class BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
                     raise BodyTooLarge
             return msg

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Body, Request
@@ -48,31 +48,31 @@ router = APIRouter(tags=["sampling"])
 ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
 
 
-def _header(description: str, example: str) -> dict[str, Any]:
+def header_doc(description: str, example: str) -> dict[str, Any]:
     return {"description": description, "schema": {"type": "string"}, "example": example}
 
 
-SERVER_TIMING_HEADER = _header(
+SERVER_TIMING_HEADER = header_doc(
     "where the time went, in ms (W3C Server-Timing): queue (waiting for the worker), compute (sampling), encode (serialising the body)",
     'queue;dur=0.412;desc="queue wait", compute;dur=35.118;desc="sampling", encode;dur=1.027;desc="encoding"',
 )
 SAMPLE_HEADERS = {
-    "Swirl-N": _header("points per frame", "1000"),
-    "Swirl-Seed": _header("the seed used (the one picked, when omitted)", "7"),
-    "Swirl-Sampler": _header("ddpm, ddim or dpmpp2m", "ddim"),
-    "Swirl-Steps": _header("network evaluations", "10"),
-    "Swirl-Eta": _header("DDIM's η", "0.0"),
-    "Swirl-Model": _header("sha256 of the checkpoint's weights", "3f1c…"),
-    "Swirl-Space": _header("model or data", "model"),
-    "Swirl-Trajectory-T": _header("with trajectory_every: each frame's t, comma-separated, x_T … x_0", "10,5,0"),
+    "Swirl-N": header_doc("points per frame", "1000"),
+    "Swirl-Seed": header_doc("the seed used (the one picked, when omitted)", "7"),
+    "Swirl-Sampler": header_doc("ddpm, ddim or dpmpp2m", "ddim"),
+    "Swirl-Steps": header_doc("network evaluations", "10"),
+    "Swirl-Eta": header_doc("DDIM's η", "0.0"),
+    "Swirl-Model": header_doc("sha256 of the checkpoint's weights", "3f1c…"),
+    "Swirl-Space": header_doc("model or data", "model"),
+    "Swirl-Trajectory-T": header_doc("with trajectory_every: each frame's t, comma-separated, x_T … x_0", "10,5,0"),
     "Server-Timing": SERVER_TIMING_HEADER,
 }
 FORWARD_HEADERS = {
-    "Swirl-T": _header("the diffusion step", "25"),
-    "Swirl-N": _header("points", "1000"),
-    "Swirl-Seed": _header("the seed used", "0"),
-    "Swirl-Alpha-Bar": _header("ᾱ_t", "0.9573"),
-    "Swirl-Space": _header("model or data", "model"),
+    "Swirl-T": header_doc("the diffusion step", "25"),
+    "Swirl-N": header_doc("points", "1000"),
+    "Swirl-Seed": header_doc("the seed used", "0"),
+    "Swirl-Alpha-Bar": header_doc("ᾱ_t", "0.9573"),
+    "Swirl-Space": header_doc("model or data", "model"),
     "Server-Timing": SERVER_TIMING_HEADER,
 }
 NPY_CONTENT = {
@@ -115,6 +115,18 @@ class ClientGone(Exception):
     pass
 
 
+R = TypeVar("R")
+
+
+class Cancellable(Protocol[R]):
+    """A job the worker resolves: a /sample or a /log_prob job."""
+
+    @property
+    def future(self) -> Future[R]: ...
+
+    def cancel(self) -> None: ...
+
+
 async def _wait_for_disconnect(request: Request) -> None:
     while True:
         message = await request.receive()
@@ -122,9 +134,9 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def _await_result(job: SampleJob, request: Request, timeout: float) -> SampleResult:
+async def await_result(job: Cancellable[R], request: Request, timeout: float) -> R:
     """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick)."""
-    future: Future[SampleResult] = job.future
+    future: Future[R] = job.future
     result = asyncio.wrap_future(future)
     disconnect: asyncio.Future[None] = asyncio.ensure_future(_wait_for_disconnect(request))
     waiting: set[asyncio.Future[Any]] = {result, disconnect}
@@ -143,8 +155,13 @@ async def _await_result(job: SampleJob, request: Request, timeout: float) -> Sam
 
 def submit(service: Service, job: SampleJob) -> None:
     """Hand ``job`` to the worker; too much work in flight or a stopping worker is a 503."""
+    admit(service, lambda: service.worker.submit(job))
+
+
+def admit(service: Service, hand_over: Callable[[], object]) -> None:
+    """Run ``hand_over`` (a worker's submit): too much work in flight or a stopping worker is a 503."""
     try:
-        service.worker.submit(job)
+        hand_over()
     except Overloaded as exc:
         service.metrics.rejected.labels(reason=exc.reason).inc()
         raise ServiceUnavailable(f"overloaded: {exc}", exc.reason, exc.retry_after_s) from None
@@ -157,7 +174,7 @@ async def run_job(service: Service, job: SampleJob, request: Request) -> SampleR
     """Submit ``job`` and wait for its result: 503/504 as errors, None when the client has gone."""
     submit(service, job)
     try:
-        return await _await_result(job, request, service.settings.request_timeout_s)
+        return await await_result(job, request, service.settings.request_timeout_s)
     except RequestTimeout:
         service.metrics.rejected.labels(reason="timeout").inc()
         raise

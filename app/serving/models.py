@@ -49,9 +49,10 @@ from app.serving.worker import ServedModel, Worker
 from app.wire.encoding import dumps
 from model.checkpoint import META_FILE, WEIGHTS_FILE, Checkpoint, CheckpointError, load_checkpoint, read_metadata
 from model.data import swiss_roll
-from model.denoiser import NetDenoiser
+from model.denoiser import DifferentiableNetDenoiser, NetDenoiser
 from model.diffusion import SAMPLERS, SamplerSpec, SamplingPlan, q_sample
 from model.errors import InvalidParameter
+from model.likelihood import FlowGrid
 from model.schedule import ScheduleTensors
 
 log = logging.getLogger("swirl.models")
@@ -116,6 +117,8 @@ class ModelVersion:
     checkpoint: Checkpoint
     served: ServedModel
     denoiser: NetDenoiser
+    flow_denoiser: DifferentiableNetDenoiser  # /log_prob's network, differentiated for the divergence
+    flow_grid: FlowGrid  # /log_prob's continuous time (model/likelihood.py)
     forward_tables: ScheduleTensors  # CPU tables for /forward
     schedule_json: bytes
     info: dict[str, Any]  # GET /model
@@ -370,6 +373,8 @@ class ModelRepository:
             checkpoint=checkpoint,
             served=served,
             denoiser=denoiser,
+            flow_denoiser=DifferentiableNetDenoiser(checkpoint.net, self.device),
+            flow_grid=FlowGrid.from_schedule(checkpoint.schedule, checkpoint.prediction),
             forward_tables=checkpoint.schedule.to("cpu"),
             schedule_json=dumps(schedule_payload(checkpoint)),
             info=info,
@@ -421,8 +426,15 @@ def model_payload(checkpoint: Checkpoint) -> dict[str, Any]:
         "samplers": [s for s in SAMPLERS if s != "student" or checkpoint.student_grids],
         "student": checkpoint.student,  # distilled students: teacher, grids, method; null otherwise
         "student_steps": sorted(checkpoint.student_grids),  # the step counts the student sampler takes
+        "endpoints": model_endpoints(checkpoint),
         "device": str(checkpoint.device),
     }
+
+
+def model_endpoints(checkpoint: Checkpoint) -> list[str]:
+    """What a model answers: every model samples; only a model with a velocity at every step (not a
+    distilled student: ``model.likelihood.check_density_model``) has a density and a score."""
+    return ["/sample", "/forward"] + ([] if checkpoint.student_grids else ["/log_prob", "/score"])
 
 
 def listing(repository: ModelRepository, entry: ModelEntry) -> dict[str, Any]:
@@ -441,6 +453,7 @@ def listing(repository: ModelRepository, entry: ModelEntry) -> dict[str, Any]:
             network=info["net"],
             parameter_count=info["parameter_count"],
             evaluation=info["evaluation"],
+            endpoints=info["endpoints"],
             loaded_at=version.loaded_at,
             load_seconds=round(version.load_seconds, 4),
             warm_seconds=round(version.warm_seconds, 4),

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from app.metrics import Metrics
+from app.serving.density import FlowJob, FlowQueue, FlowResult
 from model.denoiser import Denoiser
 from model.diffusion import SamplerSpec, SamplingPlan
 from model.engine import Cancelled, Engine, EngineRequest
@@ -128,7 +129,10 @@ class Worker:
         self.max_queue = max_queue
         self.max_queue_work = max_queue_work
         self.request_timeout_s = request_timeout_s
-        self._inbox: queue.SimpleQueue[SampleJob | _Call | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[SampleJob | FlowJob | _Call | None] = queue.SimpleQueue()
+        self._flows = FlowQueue()  # /log_prob jobs, in slices between ticks (app.serving.density)
+        self._sampling_s = 0.0  # engine-thread seconds in ticks and in density slices since sampling
+        self._flow_s = 0.0  # was last idle: the slices may take at most as long as the ticks
         self._lock = threading.Lock()
         self._pending_work = 0  # submitted, not yet finished (inbox + engine)
         self._pending_jobs = 0
@@ -280,7 +284,24 @@ class Worker:
         self.metrics.in_flight.set(self._pending_jobs)
         return job.future
 
-    def _check_admission(self, work: int, model: Hashable) -> None:
+    def submit_flow(self, job: FlowJob) -> Future[FlowResult]:
+        """Admit a /log_prob job by its work (points × evaluations × the divergence's cost) on its own
+        line of the per-model accounting, so that sampling and density work share the engine's thread
+        as two models share a tick: neither's backlog makes the other's estimated wait."""
+        if not self._accepting:
+            raise WorkerStopped("the server is shutting down")
+        with self._lock:
+            self._check_admission(job.work, job.admission_key, field="points")
+            self._pending_work += job.work
+            self._work_by_model[job.admission_key] += job.work
+            self._pending_jobs += 1
+        job.submitted_at = time.perf_counter()
+        self._inbox.put(job)
+        self.metrics.queue_work.set(self._pending_work)
+        self.metrics.in_flight.set(self._pending_jobs)
+        return job.future
+
+    def _check_admission(self, work: int, model: Hashable, field: str = "n") -> None:
         """Raise InvalidParameter (a request that could never run) or Overloaded (503); holds ``_lock``.
 
         The estimated wait counts the work the engine does before this request is done: its
@@ -289,7 +310,7 @@ class Worker:
         a small request to another refused. With one model it is the whole backlog.
         """
         if self.max_queue_work and work > self.max_queue_work:
-            raise InvalidParameter("n", f"n × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; lower n or use fewer steps")
+            raise InvalidParameter(field, f"{field} × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; send fewer points")
         backlog = self._pending_work
         own = self._work_by_model[model]
         ahead = own + sum(min(other, own + work) for name, other in self._work_by_model.items() if name != model)
@@ -324,7 +345,7 @@ class Worker:
         stopping = False
         with torch.inference_mode():
             while True:
-                if self.engine.idle:
+                if self.engine.idle and self._flows.idle:
                     if stopping:
                         return
                     job = self._inbox.get()  # nothing in flight: sleep until work arrives
@@ -341,19 +362,46 @@ class Worker:
                         stopping = True
                     else:
                         self._take(job)
-                if self.engine.idle:
-                    continue
-                ended = self.engine.tick()
-                self.metrics.ticks.inc()
-                self.metrics.tick_rows.observe(self.engine.last_tick_rows)
-                if ended:
-                    self._resolve(ended)
+                if not self.engine.idle:
+                    started = time.perf_counter()
+                    ended = self.engine.tick()
+                    self._sampling_s += time.perf_counter() - started
+                    self.metrics.ticks.inc()
+                    self.metrics.tick_rows.observe(self.engine.last_tick_rows)
+                    if ended:
+                        self._resolve(ended)
+                else:
+                    self._sampling_s = self._flow_s = 0.0  # no sampling in flight: density work runs back to back
+                if not self._flows.idle and self._flow_s <= self._sampling_s:
+                    # one bounded slice of density work between ticks, at most half the thread's time
+                    # while sampling is in flight: a /sample waits at most about as long again as alone
+                    started = time.perf_counter()
+                    flow = self._flows.run_slice()
+                    self._flow_s += time.perf_counter() - started
+                    if flow is not None:
+                        self._flow_done(flow)
 
-    def _take(self, item: SampleJob | _Call) -> None:
+    def _take(self, item: SampleJob | FlowJob | _Call) -> None:
         if isinstance(item, _Call):
             item.run()
+        elif isinstance(item, FlowJob):
+            if item.cancelled or not item.future.set_running_or_notify_cancel():
+                self._flow_done(item)
+            else:
+                self._flows.add(item)
         else:
             self._admit(item)
+
+    def _flow_done(self, job: FlowJob) -> None:
+        with self._lock:
+            self._pending_work -= job.work
+            self._pending_jobs -= 1
+            key = job.admission_key
+            self._work_by_model[key] -= job.work
+            if self._work_by_model[key] <= 0:
+                del self._work_by_model[key]
+        self.metrics.queue_work.set(self._pending_work)
+        self.metrics.in_flight.set(self._pending_jobs)
 
     def _admit(self, job: SampleJob) -> None:
         request = job.request

@@ -50,10 +50,10 @@ def to_space(array: np.ndarray, space: str, normalisation: Normalisation) -> np.
     return points(normalisation.denormalise(np.asarray(array, dtype=np.float64)))
 
 
-def npy(array: np.ndarray) -> bytes:
-    """``array`` as a version-1.0 ``.npy`` file of little-endian float32 (``np.load`` reads it)."""
+def npy(array: np.ndarray, dtype: str = "<f4") -> bytes:
+    """``array`` as a version-1.0 ``.npy`` file of little-endian float32 (or ``dtype``; ``np.load`` reads it)."""
     buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.ascontiguousarray(array, dtype="<f4"), version=(1, 0), allow_pickle=False)
+    np.lib.format.write_array(buffer, np.ascontiguousarray(array, dtype=dtype), version=(1, 0), allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -80,6 +80,8 @@ METADATA_HEADERS = {
     "t": "Swirl-T",
     "alpha_bar": "Swirl-Alpha-Bar",
     "trajectory_t": "Swirl-Trajectory-T",
+    "evaluations": "Swirl-Evaluations",
+    "grid": "Swirl-Grid",
 }
 """Metadata key → response header. Lists (the frames' t values) are comma-separated."""
 

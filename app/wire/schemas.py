@@ -24,7 +24,7 @@ MAX_MODEL_NAME = 64
 MODEL_DESCRIPTION = "model name (GET /models lists them); the default model (SWIRL_DEFAULT_MODEL) when omitted"
 
 
-def _reject_non_integers(value: Any) -> Any:
+def reject_non_integers(value: Any) -> Any:
     """Refuse booleans, floats and decimal strings for integer fields (pydantic would coerce 3.0 → 3)."""
     if isinstance(value, bool | float):
         raise ValueError("must be an integer, not a boolean or a float")
@@ -60,7 +60,7 @@ class SampleRequest(BaseModel):
     space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["data"])
     model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
-    _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(_reject_non_integers)
+    _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(reject_non_integers)
     _floats = field_validator("eta", mode="before")(_reject_booleans)
 
 
@@ -75,7 +75,7 @@ class ForwardRequest(BaseModel):
     space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["model"])
     model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
 
-    _ints = field_validator("t", "n", "seed", mode="before")(_reject_non_integers)
+    _ints = field_validator("t", "n", "seed", mode="before")(reject_non_integers)
 
 
 class LimitError(ValueError):
@@ -259,6 +259,7 @@ class ModelResponse(BaseModel):
                     "training": {"steps": 70000, "final_loss": 0.682, "seed": 0},
                     "evaluation": {"n": 10000, "two_sample_accuracy_floor": 0.5037},
                     "samplers": ["ddpm", "ddim", "dpmpp2m"],
+                    "endpoints": ["/sample", "/forward", "/log_prob", "/score"],
                     "device": "cpu",
                 }
             ]
@@ -275,6 +276,7 @@ class ModelResponse(BaseModel):
     training: dict[str, Any] = Field(description="training summary: steps, final loss, loss curve, wall time, seed, config")
     evaluation: dict[str, Any] = Field(description="python -m model.evaluate's results, empty when never evaluated")
     samplers: list[str] = Field(description="samplers /sample accepts")
+    endpoints: list[str] = Field(description="what this model answers: /sample and /forward, and /log_prob and /score unless a distilled student")
     device: str = Field(description="where the model runs: cpu or cuda:N")
 
 
@@ -326,6 +328,7 @@ class ModelListing(BaseModel):
     network: dict[str, Any] | None = None
     parameter_count: int | None = None
     evaluation: dict[str, Any] | None = None
+    endpoints: list[str] | None = Field(None, description="what this model answers (as GET /model says)")
     loaded_at: str | None = Field(None, description="when the serving version was loaded (UTC, ISO 8601)")
     load_seconds: float | None = Field(None, description="reading and verifying the checkpoint, building the network")
     warm_seconds: float | None = Field(None, description="the first run of each sampler through the engine")

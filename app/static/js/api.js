@@ -1,4 +1,4 @@
-/* The API client: GET a JSON endpoint (api) or an SSE stream (stream); a failed call becomes an
+/* The API client: GET (or POST) a JSON endpoint (api) or GET an SSE stream (stream); a failed call becomes an
    ApiError whose message says in plain words what went wrong (explain). Knows nothing about panels. */
 
 export class ApiError extends Error {
@@ -28,9 +28,9 @@ export function explain(status, detail, retryAfter) {
 
 const UNREACHABLE = "could not reach the server (network error). Is it still running?";
 
-async function get(path, signal, accept) {
+async function get(path, signal, accept, init = {}) {
   try {
-    return await fetch(path, { signal, headers: { Accept: accept } });
+    return await fetch(path, { signal, ...init, headers: { Accept: accept, ...(init.headers || {}) } });
   } catch (err) {
     if (isAbort(err)) throw err;
     throw new ApiError(UNREACHABLE, 0);
@@ -51,9 +51,10 @@ function failure(response, body) {
   return new ApiError(explain(response.status, detail, response.headers.get("Retry-After")), response.status);
 }
 
-// GET a JSON endpoint; resolves to the parsed body.
-export async function api(path, signal) {
-  const response = await get(path, signal, "application/json");
+// GET a JSON endpoint (or, with a payload, POST it as JSON); resolves to the parsed body.
+export async function api(path, signal, payload) {
+  const init = payload === undefined ? {} : { method: "POST", body: JSON.stringify(payload), headers: { "Content-Type": "application/json" } };
+  const response = await get(path, signal, "application/json", init);
   const body = await jsonOrNull(response);
   if (!response.ok) throw failure(response, body);
   if (body === null) throw new ApiError("the server sent a reply that is not valid JSON.", response.status);

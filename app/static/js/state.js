@@ -1,7 +1,8 @@
 /* The page's shared state and its small event bus.
    Owns: window.swirl (read by the tests and by curious visitors), $() and on()/emit(), the way panels
    hear about each other without importing each other. Events: "schedule" (the schedule loaded),
-   "model" (GET /model answered), "t" (the forward slider's t changed), "forward" (new forward points on screen). */
+   "model" (GET /model answered), "t" (the forward slider's t changed), "forward" (new forward points on screen),
+   "score" (the score field at the slider's t arrived, or went at t = 0). */
 
 export const $ = (id) => document.getElementById(id);
 
@@ -9,7 +10,7 @@ export const swirl = {
   T: null,
   schedule: null,
   model: null,
-  ready: { schedule: false, model: false, forward: false, reference: false, sample: false },
+  ready: { schedule: false, model: false, forward: false, reference: false, sample: false, density: false },
   forwardRequests: 0,
   forwardResponses: 0,
   forwardDraws: 0,
@@ -30,6 +31,12 @@ export const swirl = {
   streaming: false, // frames are arriving from /sample/stream
   stream: null, // {started, firstFrame, done} in ms since the click, and frames, of the last stream
   studentSteps: [],
+  scoreRequests: 0,
+  scoreT: null, // t of the score field on screen
+  scoreDraws: 0, // times the arrows were drawn over the forward points
+  density: null, // {grid, logProb, evaluations} of the heatmap on screen
+  densityDraws: 0,
+  trueLevel: null, // the true density's level outlined on the density panel
   errors: {},
 };
 window.swirl = swirl;
