@@ -154,7 +154,8 @@ class SwirlReplica:
             cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
             values["torch_threads"] = max(1, math.floor(cpus))
         self.settings = Settings(**values)
-        self.settings.checkpoint = resolve_checkpoint(self.settings.checkpoint)
+        if "checkpoint" in self.settings.model_fields_set:  # unset, the default repository is already absolute
+            self.settings.checkpoint = resolve_checkpoint(self.settings.checkpoint)
         self.swirl_app: FastAPI | None = None  # (`app` is the wrapper's own property)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
