@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         "since looking for configured providers costs every request",
     )
     switch_interval_ms: float = Field(
-        0.5, gt=0, le=100, description="Python's GIL switch interval in each server process (Python's default is 5 ms); see README, the engine"
+        0.5, gt=0, le=100, description="Python's GIL switch interval in each server process (Python's default is 5 ms); see docs/engine.md"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     gzip_min_bytes: int = Field(0, ge=0, description="gzip JSON answers at least this long when the client accepts gzip; 0 never")
