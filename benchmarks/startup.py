@@ -34,7 +34,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import free_port, machine, table  # noqa: E402
+from benchmarks._common import free_port, machine, table, wait_ready  # noqa: E402
 
 SETUPS: dict[str, dict[str, str]] = {
     "defaults (make serve)": {},
@@ -81,20 +81,13 @@ def one_start(extra: dict[str, str], timeout: float) -> tuple[float, float, list
     """(seconds to ready, server CPU seconds by then, per-model load and warm-up, processes)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=environment(extra, port), stdout=log, stderr=subprocess.STDOUT)
+    with tempfile.TemporaryDirectory() as scratch:
+        log_path = Path(scratch) / "server.log"
+        with open(log_path, "wb") as log:
+            started = time.perf_counter()
+            process = subprocess.Popen([sys.executable, "-m", "app"], cwd=ROOT, env=environment(extra, port), stdout=log, stderr=subprocess.STDOUT)
         try:
-            while True:
-                if process.poll() is not None or time.perf_counter() - started > timeout:
-                    log.seek(0)
-                    raise RuntimeError(f"server not ready: {log.read().decode(errors='replace')[-2000:]}")
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.02)
+            wait_ready(process, url, timeout, log_path, poll_s=0.02)
             ready = time.perf_counter() - started
             cpu = tree_cpu_seconds(process.pid)
             processes = server_processes(process.pid)
