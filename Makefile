@@ -21,7 +21,7 @@ $(STAMP): requirements/lock.txt pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e clients/python
 	touch $(STAMP)
 
-## serve: serve the default checkpoint on http://$(HOST):$(PORT)
+## serve: serve every model under checkpoints/ (swiss-roll the default) on http://$(HOST):$(PORT)
 serve: $(STAMP)
 	SWIRL_HOST=$${SWIRL_HOST:-$(HOST)} SWIRL_PORT=$${SWIRL_PORT:-$(PORT)} $(PY) -m app
 
@@ -60,9 +60,10 @@ test-container: $(STAMP) browser
 lint: $(STAMP)
 	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy app model clients/python/swirl_client
 
-## train: retrain the shipped checkpoint (same model id), then evaluate it (timings: benchmarks/RESULTS.md)
+## train: retrain the default model with its seed and recipe, then evaluate it (timings: benchmarks/RESULTS.md).
+## The model id is reproducible on one machine and torch build; another CPU may give another (docs/quality.md).
 train: $(STAMP)
-	@echo "make train: 1. training checkpoints/swiss-roll (70,000 steps: 189-336 s on this project's 2-core CPU)"
+	@echo "make train: 1. training checkpoints/swiss-roll (70,000 steps: 189-336 s on a 2-core CPU; the same model id on the same machine, another CPU may give another: docs/quality.md)"
 	@echo "            2. evaluating it with python -m model.evaluate (4 samplers: about 40 s on a quiet 2-core machine, 205 s with its cores shared by other jobs; see benchmarks/RESULTS.md)"
 	$(PY) -m model.train --out checkpoints/swiss-roll --overwrite --evaluate
 

@@ -13,13 +13,28 @@ from app.edge.client_address import parse_networks
 from app.edge.cors import parse_origins
 
 
+def default_checkpoints() -> Path:
+    """The shipped models' folder: ``checkpoints/`` beside the ``app`` package (a checkout, an
+    editable install, the image's /app), else ``checkpoints/`` in the working directory."""
+    beside = Path(__file__).resolve().parents[1] / "checkpoints"
+    return beside if beside.is_dir() else Path("checkpoints")
+
+
 class Settings(BaseSettings):
-    """Read once at start-up; documented in the README's configuration table."""
+    """Read once at start-up; every field is documented in docs/configuration.md (a test holds it)."""
 
     model_config = SettingsConfigDict(env_prefix="SWIRL_", extra="ignore")
 
-    checkpoint: Path = Field(Path("checkpoints/swiss-roll"), description="checkpoint directory to load (one model; SWIRL_MODELS wins when set)")
-    models: str = Field("", description="model repository: directories (':'-separated); each subfolder with a checkpoint.json is a model named by it")
+    checkpoint: Path = Field(
+        default_factory=lambda: default_checkpoints() / "swiss-roll",
+        description="one checkpoint directory, served alone and named by its folder; set, it replaces the default repository "
+        "(a non-empty SWIRL_MODELS wins over it)",
+    )
+    models: str | None = Field(
+        None,
+        description="model repository: directories (':'-separated); each subfolder with a checkpoint.json is a model named by it; "
+        "unset: the shipped checkpoints/ folder (unless SWIRL_CHECKPOINT is set); empty: SWIRL_CHECKPOINT alone",
+    )
     default_model: str = Field("swiss-roll", description="the model a request without `model` gets (with one model, that one)")
     admin_token: SecretStr | None = Field(None, description="bearer token for POST /admin/reload; unset or empty keeps the admin API off")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available")
@@ -45,7 +60,7 @@ class Settings(BaseSettings):
         "since looking for configured providers costs every request",
     )
     switch_interval_ms: float = Field(
-        0.5, gt=0, le=100, description="Python's GIL switch interval in each server process (Python's default is 5 ms); see README, the engine"
+        0.5, gt=0, le=100, description="Python's GIL switch interval in each server process (Python's default is 5 ms); see docs/engine.md"
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     gzip_min_bytes: int = Field(0, ge=0, description="gzip JSON answers at least this long when the client accepts gzip; 0 never")
@@ -77,6 +92,12 @@ class Settings(BaseSettings):
         written with float64's longest decimals, ``[-1.2345678901234567e-05, …], `` takes under 56
         bytes; 64 are allowed) plus 4 KiB for the rest, and never below SWIRL_MAX_BODY_BYTES."""
         return max(self.max_body_bytes, 4096 + 64 * self.max_log_prob_points)
+
+    def model_directories(self) -> list[Path] | None:
+        """The model repository's directories, or None when SWIRL_CHECKPOINT is served alone."""
+        if self.models is None:
+            return None if "checkpoint" in self.model_fields_set else [default_checkpoints()]
+        return [Path(p) for p in self.models.split(os.pathsep) if p.strip()] or None
 
     def resolved_workers(self, cuda: bool) -> int:
         """SWIRL_WORKERS, with 0 resolved: one process per core on CPU, one on a GPU."""

@@ -157,7 +157,8 @@ class SwirlReplica:
         # port. Serve's own gRPC proxy is the way there (docs/clients.md): off unless the config sets grpc_port.
         values.setdefault("grpc_port", 0)
         self.settings = Settings(**values)
-        self.settings.checkpoint = resolve_checkpoint(self.settings.checkpoint)
+        if "checkpoint" in self.settings.model_fields_set:  # unset, the default repository is already absolute
+            self.settings.checkpoint = resolve_checkpoint(self.settings.checkpoint)
         self.swirl_app: FastAPI | None = None  # (`app` is the wrapper's own property)
 
     def __serve_build_asgi_app__(self) -> FastAPI:

@@ -57,7 +57,9 @@ def export_previous(commit: str) -> Path:
 
 def start(label: str, cwd: Path, env: dict[str, str], ready_timeout: float = 300.0) -> Server:
     port = free_port()
-    environment = {**os.environ, "SWIRL_HOST": "127.0.0.1", "SWIRL_PORT": str(port), "SWIRL_DEVICE": "cpu", "SWIRL_LOG_LEVEL": "warning", **env}
+    # one model, as the previous server serves (python -m app alone would serve every shipped model)
+    environment = {**os.environ, "SWIRL_HOST": "127.0.0.1", "SWIRL_PORT": str(port), "SWIRL_DEVICE": "cpu", "SWIRL_LOG_LEVEL": "warning"}
+    environment.update({"SWIRL_CHECKPOINT": "checkpoints/swiss-roll", **env})
     environment["PYTHONPATH"] = os.pathsep.join([str(cwd), *filter(None, [os.environ.get("PYTHONPATH")])])
     log = open(Path(tempfile.gettempdir()) / f"swirl-bench-{label.replace(' ', '_')}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen([sys.executable, "-m", "app"], cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT)

@@ -59,7 +59,7 @@ def default_train_steps(student_steps: int) -> int:
     90,000 0.514, 120,000 0.513 from the previous teacher); the 2- and 4-step ones gain more
     from a larger batch (``default_batch_size``). Trained side by side, one process per core,
     100,000 / 30,000 / 20,000 (1 / 2 / 4 steps) take about 6 minutes here (371 s): the 1-step student
-    alone on one core, the 2- and 4-step ones one after the other on the other (RESULTS.md §10).
+    alone on one core, the 2- and 4-step ones one after the other on the other (benchmarks/RESULTS.md, few-step sampling).
     """
     return {1: 100_000, 2: 30_000}.get(student_steps, 20_000)
 

@@ -94,7 +94,7 @@ DEFAULT_SAMPLERS = (
 )
 
 
-FEW_STEP_SAMPLERS = (  # what a zero-terminal-SNR v-model is for (README "Few-step sampling")
+FEW_STEP_SAMPLERS = (  # what a zero-terminal-SNR v-model is for (docs/quality.md, few-step sampling)
     SamplerSpec("dpmpp2m", steps=None),
     SamplerSpec("dpmpp2m", steps=20, spacing="quadratic"),
 )

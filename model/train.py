@@ -47,7 +47,7 @@ class TrainConfig:
 
     steps: int = 70_000  # optimiser steps
     batch_size: int = 512  # samples per step (4× the seed article's 128: under 2× the cost per step here)
-    lr: float = 2e-3  # peak learning rate (the v-model swiss-roll-v: 1e-3, benchmarks/RESULTS.md §10)
+    lr: float = 2e-3  # peak learning rate (the v-model swiss-roll-v: 1e-3, benchmarks/RESULTS.md, few-step sampling)
     lr_schedule: Literal["constant", "cosine"] = "cosine"  # after warm-up: constant, or cosine decay to lr_min_ratio·lr
     lr_min_ratio: float = 0.05  # where the cosine decay ends, as a fraction of lr
     warmup_steps: int = 500  # linear learning-rate warm-up from 0

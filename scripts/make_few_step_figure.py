@@ -50,7 +50,7 @@ def main() -> None:
         ax.set_ylim(-2.6, 2.6)
         ax.set_aspect("equal")
         ax.grid(alpha=0.2)
-    fig.suptitle(f"{args.n:,} points each: few-step sampling (README, Few-step sampling)", fontsize=10)
+    fig.suptitle(f"{args.n:,} points each: few-step sampling (docs/quality.md)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)

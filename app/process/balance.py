@@ -4,7 +4,7 @@ With several server processes (``app.process.supervisor``) a connection's proces
 request waits: each process has its own engine, and a process holding more requests runs longer
 ticks. Letting the kernel pick (SO_REUSEPORT hashes each connection's addresses) spreads
 connections evenly only on average; under a closed loop the busier process keeps more clients
-waiting, and that imbalance is what set the tail. Measured (benchmarks/RESULTS.md §14): 48
+waiting, and that imbalance is what set the tail. Measured (benchmarks/RESULTS.md, the serving engine): 48
 mixed closed-loop clients split evenly by the client over two one-process servers got p99 307
 and 330 ms; the same clients on one two-process server with SO_REUSEPORT got 479 and 486 ms.
 

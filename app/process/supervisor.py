@@ -15,7 +15,7 @@ the processes race to accept, and asyncio accepts every pending connection at on
 process whose event loop woke first took a burst nearly whole (64 concurrent connections split
 49/15, 52/12, 48/16 between two processes, measured); SO_REUSEPORT sockets, which the kernel
 fills by hashing each connection's addresses, split evenly only on average, and under load the
-busier process kept more clients waiting (RESULTS §14). The supervisor binds the socket (so a
+busier process kept more clients waiting (benchmarks/RESULTS.md, the serving engine). The supervisor binds the socket (so a
 port in use fails at start, and port 0 picks one port for all), hands it to each process, and
 keeps the shared ``LoadBoard`` on which the processes publish their load.
 """

@@ -83,9 +83,10 @@ def discover(directories: list[Path]) -> dict[str, Path]:
 
 
 def model_sources(settings: Settings) -> dict[str, Path]:
-    """The models the settings name: SWIRL_MODELS' folders, else SWIRL_CHECKPOINT alone."""
-    if settings.models.strip():
-        return discover([Path(p) for p in settings.models.split(os.pathsep) if p.strip()])
+    """The models the settings name: the repository's folders (Settings.model_directories), else SWIRL_CHECKPOINT alone."""
+    directories = settings.model_directories()
+    if directories is not None:
+        return discover(directories)
     path = settings.checkpoint
     name = path.resolve().name
     return {name if NAME.fullmatch(name) else "default": path}
@@ -230,7 +231,8 @@ class ModelRepository:
         when the default model fails or no model loads."""
         found = model_sources(self.settings)
         if not found:
-            raise CheckpointError(f"no models found in SWIRL_MODELS={self.settings.models!r} (each model is a folder holding {META_FILE})")
+            folders = os.pathsep.join(str(d) for d in self.settings.model_directories() or [])
+            raise CheckpointError(f"no models found in SWIRL_MODELS={folders!r} (each model is a folder holding {META_FILE})")
         if self.settings.default_model in found:
             self.default_name = self.settings.default_model
         elif len(found) == 1:

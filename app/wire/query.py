@@ -2,7 +2,7 @@
 
 FastAPI parses an ``Annotated[Model, Query()]`` parameter field by field on every request,
 resolving each field's aliases and inspecting its annotation each time: about a third of the
-event loop's work on a ``GET /sample`` (``benchmarks/RESULTS.md`` §14). ``parse_query`` gives the
+event loop's work on a ``GET /sample`` (``benchmarks/RESULTS.md``, the serving engine). ``parse_query`` gives the
 same result in one ``model_validate``:
 
 - a known field takes its last value (``?n=1&n=2`` is n = 2), as FastAPI's ``QueryParams.get``;

@@ -1,4 +1,5 @@
-"""The README's API examples run as written against a real server (curl and httpx)."""
+"""The README's and docs/*.md's commands run as written: curl and the Python examples against a
+real server, training, evaluation and `make serve` in a fresh copy of the repository."""
 
 from __future__ import annotations
 
@@ -20,29 +21,42 @@ import pytest
 from tests.conftest import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+PAGES = [README, *sorted((README.parent / "docs").glob("*.md"))]  # the front door and the pages it links
 DEFAULT_URL = "http://127.0.0.1:8000"
+SHIPPED_MODELS = sorted(p.parent.name for p in (README.parent / "checkpoints").glob("*/checkpoint.json"))
 
 pytestmark = pytest.mark.integration
 
 
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+def blocks(language: str, pages: list[Path] = PAGES) -> list[str]:
+    return [block for page in pages for block in re.findall(rf"```{language}\n(.*?)```", page.read_text(), flags=re.S)]
 
 
-def curl_commands() -> list[str]:
+def curl_commands() -> list[tuple[str, int, str | None]]:
+    """(command, expected status, documented error) for every curl line of a block that talks to
+    the default URL; a comment that starts with a status code (``# 422: ...``) names the status,
+    else 200, and the ``"error"`` text it shows is the one the server must answer."""
     text = "\n".join(block for block in blocks("sh") if DEFAULT_URL in block)
     joined = text.replace("\\\n", " ")
-    return [line.split("#")[0].strip() for line in joined.splitlines() if line.strip().startswith("curl ")]
+    found = []
+    for line in joined.splitlines():
+        command, _, comment = line.partition(" #")
+        if command.strip().startswith("curl "):
+            status = re.match(r"\s*(\d{3})\b", comment)
+            error = re.search(r'"error": "([^"]*)"', comment)
+            found.append((command.strip(), int(status.group(1)) if status else 200, error.group(1) if error else None))
+    return list(dict.fromkeys(found))
 
 
 def test_readme_has_curl_and_httpx_examples() -> None:
-    assert len(curl_commands()) >= 4
-    assert any("httpx" in block for block in blocks("python"))
+    readme_curls = [c for c in shell_commands([README]) if c.startswith("curl ")]
+    assert len(readme_curls) >= 5
+    assert any("httpx" in block for block in blocks("python", [README]))
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_readme_curl_examples_work(live_server: str, tmp_path: Path) -> None:
-    for command in curl_commands():
+    for command, expected, documented_error in curl_commands():
         completed = subprocess.run(
             command.replace(DEFAULT_URL, live_server) + " --silent --show-error --write-out '\\n%{http_code}'",
             shell=True,
@@ -53,8 +67,6 @@ def test_readme_curl_examples_work(live_server: str, tmp_path: Path) -> None:
             cwd=tmp_path,  # where -o writes
         )
         body, status = completed.stdout.rsplit("\n", 1)
-        invalid = "n=0" if "n=0" in command else "model=nope" if "model=nope" in command else None
-        expected = 422 if invalid else 200
         assert int(status) == expected, (command, body[:300])
         if "-o points.npy" in command:
             points = np.load(tmp_path / "points.npy")
@@ -67,17 +79,29 @@ def test_readme_curl_examples_work(live_server: str, tmp_path: Path) -> None:
             assert events == ["frame"] * 6 + ["done"], events
         else:
             payload = json.loads(body)
-            if invalid:
-                assert payload["error"].startswith(invalid.split("=")[0] + ":")
-            elif "/models" in command:
-                assert "name" in payload or "models" in payload
-            else:
+            if expected == 422:  # the error names the field the command got wrong
+                field = re.search(r"[?&](\w+)=(0|nope)\b", command)
+                assert field is not None and payload["error"].startswith(field.group(1) + ":"), (command, payload)
+                assert documented_error is None or payload["error"] == documented_error, (command, payload["error"])
+            elif command.rstrip("'").endswith("/models"):  # what the README says: the six shipped models
+                assert sorted(m["name"] for m in payload["models"]) == SHIPPED_MODELS
+                assert [m["name"] for m in payload["models"] if m["default"]] == ["swiss-roll"]
+            elif "/models/" in command:
+                assert "name" in payload
+            elif expected == 200 and "/sample" in command:
                 assert "points" in payload
+                model = re.search(r"[?&]model=([\w.-]+)", command)
+                assert payload["model_name"] == (model.group(1) if model else "swiss-roll")
+
+
+def run_example(code: str, live_server: str) -> None:
+    code = code.replace(DEFAULT_URL, live_server).replace("127.0.0.1:8000", urlsplit(live_server).netloc)
+    exec(compile(code, "example", "exec"), {})
 
 
 def test_readme_tritonclient_example_works(live_server: str, capsys: pytest.CaptureFixture[str]) -> None:
     (code,) = [block for block in blocks("python") if "tritonclient" in block]
-    exec(compile(code.replace("127.0.0.1:8000", urlsplit(live_server).netloc), "README.md", "exec"), {})
+    run_example(code, live_server)
     assert capsys.readouterr().out.split() == ["(2000,", "2)", "7"]
 
 
@@ -108,10 +132,17 @@ def test_readme_client_examples_work(live_server: str, tmp_path: Path) -> None:
 
 
 def test_readme_httpx_example_works(live_server: str, capsys: pytest.CaptureFixture[str]) -> None:
-    (code,) = [block for block in blocks("python") if "httpx" in block]
-    exec(compile(code.replace(DEFAULT_URL, live_server), "README.md", "exec"), {})
+    (code,) = [block for block in blocks("python", [README]) if "httpx" in block]
+    run_example(code, live_server)
     printed = capsys.readouterr().out.split()
     assert printed[0] == "7" and len(printed[1]) == 12
+
+
+def test_every_python_example_that_talks_to_the_server_runs(live_server: str) -> None:
+    examples = [block for block in blocks("python") if "127.0.0.1:8000" in block]
+    assert len(examples) >= 2
+    for code in examples:
+        run_example(code, live_server)
 
 
 # -- every shell command in the README ------------------------------------------------------
@@ -128,14 +159,15 @@ TRAIN_STEPS = "30"
 ROOT = README.parent
 
 
-def shell_commands() -> list[str]:
+def shell_commands(pages: list[Path] = PAGES) -> list[str]:
+    """Every command of every ```sh block, once (a command shown on two pages runs once)."""
     commands = []
-    for block in blocks("sh"):
+    for block in blocks("sh", pages):
         for line in block.replace("\\\n", " ").splitlines():
             command = re.sub(r"\s+#.*$", "", line).strip()
             if command and not command.startswith("#"):
                 commands.append(command)
-    return commands
+    return list(dict.fromkeys(commands))
 
 
 def command_class(command: str) -> str:
@@ -160,7 +192,7 @@ def test_every_readme_shell_command_is_covered() -> None:
     commands = shell_commands()
     assert len(commands) >= 10
     unknown = [c for c in commands if command_class(c) == "unknown"]
-    assert not unknown, f"README commands that no test runs: {unknown}"
+    assert not unknown, f"commands in the README or docs/ that no test runs: {unknown}"
     for command in commands:
         assert not re.match(r"python3? ", command), f"{command!r}: plain `python` is not .venv's on a fresh clone"
 
@@ -241,6 +273,10 @@ def test_readme_serve_commands_run_as_written(fresh_copy: Path, tmp_path: Path) 
             expected = re.search(r"\bSWIRL_CHECKPOINT=(\S+)\s", command)
             name = Path(expected.group(1)).name if expected else "swiss-roll"
             assert httpx.get(f"{url}/model", timeout=30).json()["name"] == name
+            served = sorted(m["name"] for m in httpx.get(f"{url}/models", timeout=30).json()["models"])
+            # plain make serve: every model under the copy's checkpoints/ (the shipped six, and `mine` once trained)
+            in_folder = sorted(p.parent.name for p in (fresh_copy / "checkpoints").glob("*/checkpoint.json"))
+            assert served == ([name] if expected else in_folder) and set(SHIPPED_MODELS) <= set(in_folder), (command, served)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=60)

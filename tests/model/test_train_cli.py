@@ -124,3 +124,34 @@ def test_training_twice_gives_the_same_model_id_at_any_thread_count(tmp_path: Pa
     other_seed = tmp_path / "d"
     assert main([*TINY, "--out", str(other_seed), "--seed", "1"]) == 0
     assert load_checkpoint(other_seed).sha256 != ids[0]
+
+
+def train_in_fresh_process(out: Path, *extra: str, env: dict[str, str] | None = None) -> str:
+    """`python -m model.train` as `make train` runs it (a fresh process), short and seeded; the model id."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "model.train", "--out", str(out), "--steps", "300", "--batch-size", "256", "--no-progress", "--device", "cpu", *extra]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return str(json.loads((out / "checkpoint.json").read_text())["weights_sha256"])
+
+
+def test_a_seeded_training_in_fresh_processes_gives_one_model_id(tmp_path: Path) -> None:
+    """What docs/quality.md promises: the same seeded training, on the same machine and torch
+    build, gives the same id, run after run (each a fresh process) and at one or two threads."""
+    first = train_in_fresh_process(tmp_path / "a")
+    assert train_in_fresh_process(tmp_path / "b") == first
+    assert train_in_fresh_process(tmp_path / "c", "--threads", "2") == first
+
+
+@pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() == "DEFAULT", reason="this CPU already runs ATen's scalar kernels")
+def test_the_model_id_depends_on_the_cpu_kernels(tmp_path: Path) -> None:
+    """What docs/quality.md warns of: the id is not portable across kernels. ATen's scalar kernels
+    (ATEN_CPU_CAPABILITY=default) round differently from its vector ones, and so would another
+    CPU's: the same seeded training then gives another id."""
+    vector = train_in_fresh_process(tmp_path / "vector")
+    scalar = train_in_fresh_process(tmp_path / "scalar", env={"ATEN_CPU_CAPABILITY": "default"})
+    assert scalar != vector
