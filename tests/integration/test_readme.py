@@ -100,9 +100,18 @@ def run_example(code: str, live_server: str) -> None:
 
 
 def test_readme_tritonclient_example_works(live_server: str, capsys: pytest.CaptureFixture[str]) -> None:
-    (code,) = [block for block in blocks("python") if "tritonclient" in block]
+    (code,) = [block for block in blocks("python") if "tritonclient.http" in block]
     run_example(code, live_server)
     assert capsys.readouterr().out.split() == ["(2000,", "2)", "7"]
+
+
+def test_docs_grpc_tritonclient_example_works(live_server: str, live_grpc: str) -> None:
+    """docs/clients.md's gRPC example runs against the server's gRPC port and gives /sample's points."""
+    (code,) = [block for block in blocks("python") if "tritonclient.grpc" in block]
+    namespace: dict[str, object] = {}
+    exec(compile(code.replace("127.0.0.1:8001", live_grpc), "example", "exec"), namespace)
+    expected = httpx.get(f"{live_server}/sample", params={"n": 2000, "seed": 7, "sampler": "ddim", "steps": 10}, timeout=60).json()["points"]
+    np.testing.assert_allclose(namespace["points"], np.asarray(expected, dtype=np.float32), atol=1e-5)
 
 
 def read_points(path: Path) -> np.ndarray:
