@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # outermost last: HEAD → security headers → request id, client, access log → metrics → CORS → rate limit → body limit
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, u_bytes=settings.u_body_bytes())
     rate_limit.install(app, rate_limiter(settings, metrics))
     cors.install(app, cors.parse_origins(settings.cors_origins))
     app.add_middleware(RequestMetrics, metrics=metrics)

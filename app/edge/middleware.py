@@ -56,18 +56,31 @@ async def _send_json(send: Send, status: int, payload: dict[str, str]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyLimit:
-    """413 for bodies over ``max_bytes``: at once from Content-Length, else while streaming in."""
+def carries_u(scope: Scope) -> bool:
+    """A request whose body may hold u per point: POST /sample and the v2 infer routes."""
+    if scope.get("method") != "POST":
+        return False
+    path: str = scope.get("path", "")
+    return path == "/sample" or (path.startswith("/v2/models/") and path.endswith("/infer"))
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodyLimit:
+    """413 for bodies over ``max_bytes`` (``u_bytes`` for a body that may carry u per point,
+    ``carries_u``): at once from Content-Length, else while streaming in, so an oversized body
+    is never read whole."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, u_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.u_bytes = max(u_bytes or max_bytes, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = {"error": f"body: request body larger than {self.max_bytes} bytes (SWIRL_MAX_BODY_BYTES)"}
+        limit = self.u_bytes if carries_u(scope) else self.max_bytes
+        setting = "SWIRL_MAX_BODY_BYTES + 32 × SWIRL_MAX_POINTS for a body with u" if limit != self.max_bytes else "SWIRL_MAX_BODY_BYTES"
+        message = {"error": f"body: request body larger than {limit} bytes ({setting})"}
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -75,7 +88,7 @@ class BodyLimit:
                 except ValueError:
                     await _send_json(send, 400, {"error": "content-length: not an integer"})
                     return
-                if declared > self.max_bytes:
+                if declared > limit:
                     await _send_json(send, 413, message)
                     return
         received = 0
@@ -86,7 +99,7 @@ class BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     too_large = True
                     raise BodyTooLarge
             return msg

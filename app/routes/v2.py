@@ -27,7 +27,7 @@ from starlette.responses import Response
 
 from app.edge.rate_limit import charge
 from app.errors import ServiceUnavailable, validation_summary
-from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job, sample_job
+from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, condition_metadata, evaluations, run_job, sample_job
 from app.serving.service import Service, ServiceDep
 from app.serving.worker import SampleResult
 from app.wire import encoding
@@ -49,8 +49,12 @@ INPUTS: dict[str, str] = {
     "eta": "FP32",
     "trajectory_every": "INT64",
     "space": "BYTES",
+    "u": "FP32",
+    "guidance": "FP32",
 }
-"""Input name → datatype; each is shape [1]. Only ``n`` is required; the rest default as in /sample."""
+"""Input name → datatype; each is shape [1] but ``u``, which may also be [n] (one per point).
+Only ``n`` is required; the rest default as in /sample (u and guidance: guided models only)."""
+VECTOR_INPUTS = frozenset({"u"})
 OUTPUTS: dict[str, tuple[str, list[int]]] = {
     "points": ("FP32", [-1, 2]),
     "trajectory": ("FP32", [-1, -1, 2]),
@@ -124,6 +128,15 @@ async def ready(service: ServiceDep) -> Response:
     return FastJSON({"ready": service.ready}, status_code=200 if service.ready else 503)
 
 
+def _inputs(conditioned: bool) -> list[dict[str, Any]]:
+    """The model's inputs: u ([-1]: one for all, or one per point) and guidance for a guided model only."""
+    return [
+        {"name": name, "datatype": datatype, "shape": [-1] if name in VECTOR_INPUTS else [1]}
+        for name, datatype in INPUTS.items()
+        if conditioned or name not in ("u", "guidance")
+    ]
+
+
 def _metadata(service: Service, model: str, version: str | None) -> Response:
     try:
         loaded = _resolve(service, model, version)
@@ -134,7 +147,7 @@ def _metadata(service: Service, model: str, version: str | None) -> Response:
             "name": model,
             "versions": [loaded],
             "platform": "pytorch",
-            "inputs": [{"name": name, "datatype": datatype, "shape": [1]} for name, datatype in INPUTS.items()],
+            "inputs": _inputs(service.models.get(None if model == DEFAULT_MODEL else model).checkpoint.net_config.conditioned),
             "outputs": [{"name": name, "datatype": datatype, "shape": shape} for name, (datatype, shape) in OUTPUTS.items()],
         }
     )
@@ -225,7 +238,10 @@ def _read_input(item: Any, binary: memoryview, offset: int) -> tuple[str, Any, i
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise V2Error(400, f"{where}: shape must be a list of non-negative integers, got {shape!r}")
     count = int(np.prod(shape)) if shape else 1
-    if count != 1:
+    vector = name in VECTOR_INPUTS and shape != [1]
+    if vector and (len(shape) != 1 or count < 1):
+        raise V2Error(400, f"{where}: shape must be [1] or [n], got {shape}")
+    if count != 1 and not vector:
         raise V2Error(400, f"{where}: must hold exactly one element (shape [1]), got shape {shape}")
     parameters = item.get("parameters")
     size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
@@ -236,16 +252,15 @@ def _read_input(item: Any, binary: memoryview, offset: int) -> tuple[str, Any, i
             values = encoding.v2_decode_binary(bytes(binary[offset : offset + size]), datatype, count)
         except (ValueError, UnicodeDecodeError) as exc:
             raise V2Error(400, f"{where}: {exc}") from None
-        return name, values[0], offset + size
+        return name, values if vector else values[0], offset + size
     if "data" not in item:
         raise V2Error(400, f"{where}: needs data (or binary_data_size)")
     values = list(_flatten(item["data"]))
-    if len(values) != 1:
-        raise V2Error(400, f"{where}: data holds {len(values)} elements, the shape says 1")
-    value = values[0]
-    if datatype in ("FP16", "FP32") and isinstance(value, int | float) and not isinstance(value, bool):
-        value = encoding.shortest_float(value, datatype)
-    return name, value, offset
+    if len(values) != count:
+        raise V2Error(400, f"{where}: data holds {len(values)} elements, the shape says {count}")
+    if datatype in ("FP16", "FP32"):
+        values = [encoding.shortest_float(v, datatype) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values]
+    return name, values if vector else values[0], offset
 
 
 def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
@@ -262,7 +277,7 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     except zlib.error as exc:
         raise V2Error(400, f"content-encoding: the body is not valid {coding}: {exc}") from None
     if len(inflated) > limit or inflater.unconsumed_tail:
-        raise V2Error(413, f"body: inflated request body larger than {limit} bytes (SWIRL_MAX_BODY_BYTES)")
+        raise V2Error(413, f"body: inflated request body larger than {limit} bytes (SWIRL_MAX_BODY_BYTES + 32 × SWIRL_MAX_POINTS)")
     return inflated
 
 
@@ -317,11 +332,11 @@ def _sample_request(values: dict[str, Any]) -> SampleRequest:
 async def _infer(request: Request, service: Service, model: str, version: str | None) -> Response:
     try:
         loaded = _resolve(service, model, version)
-        body = decompress(await request.body(), request.headers.get("content-encoding"), service.settings.max_body_bytes)
+        body = decompress(await request.body(), request.headers.get("content-encoding"), service.settings.u_body_bytes())
         parsed = parse_infer(body, request.headers.get(INFERENCE_HEADER))
         params = _sample_request({**parsed.values, "model": None if model == DEFAULT_MODEL else model})
         job, steps = sample_job(params, service, "body", request)
-        charge(request, points=params.n, evaluations=steps)  # over the limit: 429 with {"error"}
+        charge(request, points=params.n, evaluations=evaluations(job, steps))  # over the limit: 429 with {"error"}
         if params.trajectory_every is None and parsed.outputs and {"trajectory", "trajectory_t"} & parsed.outputs.keys():
             raise V2Error(400, "output 'trajectory': needs the trajectory_every input")
         result = await run_job(service, job, request)  # 503 and 504 keep their status, with {"error"} bodies
@@ -334,7 +349,14 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
     header: dict[str, Any] = {
         "model_name": model,
         "model_version": loaded,
-        "parameters": {"seed": job.seed, "sampler": params.sampler, "steps": steps, "eta": params.eta, "space": params.space},
+        "parameters": {
+            "seed": job.seed,
+            "sampler": params.sampler,
+            "steps": steps,
+            "eta": params.eta,
+            "space": params.space,
+            **condition_metadata(params, job),
+        },
     }
     if parsed.id is not None:
         header["id"] = parsed.id
