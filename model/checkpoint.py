@@ -42,6 +42,7 @@ from model.schedule import Schedule, ScheduleConfig
 
 log = logging.getLogger(__name__)
 
+DEFAULT_GUIDANCE = 0.25  # w for a request with u and no guidance, unless the checkpoint records its own measured best
 FORMAT_VERSION = 2  # 2: weights_sha256 is the canonical weights id; 1: it was the file's sha256
 READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "model.safetensors"
@@ -78,6 +79,18 @@ class Checkpoint:
         """A conditioned model's ``condition`` section (kind, range, null probability), None for an unconditional one."""
         section = self.meta.get("condition")
         return section if isinstance(section, dict) and self.net.config.conditioned else None
+
+    @property
+    def default_guidance(self) -> float:
+        """The guidance weight a request with u gets when it names none: the checkpoint's measured
+        ``condition.default_guidance`` (``model.evaluate --guidance``), else ``DEFAULT_GUIDANCE``."""
+        value = (self.condition or {}).get("default_guidance", DEFAULT_GUIDANCE)
+        return float(value)
+
+    @property
+    def condition_info(self) -> dict[str, Any] | None:
+        """``condition`` as the service shows it: the record with its default guidance filled in."""
+        return None if self.condition is None else {**self.condition, "default_guidance": self.default_guidance}
 
     @property
     def student(self) -> dict[str, Any] | None:

@@ -247,7 +247,7 @@ def check_request(n: int, plan: SamplingPlan, trajectory_every: int | None) -> N
         raise InvalidParameter("trajectory_every", f"trajectory_every must be in 1..{len(plan.steps)} (steps), got {trajectory_every}")
 
 
-def check_condition(n: int, u: float | np.ndarray | None, guidance: float, conditioned: bool) -> np.ndarray | None:
+def check_condition(n: int, u: float | Sequence[float] | np.ndarray | None, guidance: float, conditioned: bool) -> np.ndarray | None:
     """The one owner of the condition rules: u and guidance of a request for a model that is
     ``conditioned`` (or not). Returns u as an (n,) or (1,) float32 array, None for ∅;
     InvalidParameter naming the field otherwise."""
