@@ -40,10 +40,12 @@ class Conditions:
 
     ``features`` (R, F): each row's u as ``encode_condition`` made it (∅ rows: ``null_features``).
     ``guidance`` (R,) float32: each row's w; 0 for conditional-only and ∅ rows; None when no row is guided.
+    ``all_guided``: every row has w ≠ 0 (saves finding the guided rows).
     """
 
     features: torch.Tensor
     guidance: torch.Tensor | None = None
+    all_guided: bool = False
 
 
 class Denoiser(Protocol):
@@ -66,25 +68,27 @@ def guided_evaluation(
     x: torch.Tensor,
     t: Timesteps,
     conditions: Conditions,
-    null_features: torch.Tensor,
 ) -> torch.Tensor:
     """One batched evaluation of R conditioned rows in which each guided row also appears with ∅.
 
-    ``evaluate(x, t, features)`` runs the network over rows. The G guided rows are appended
-    as null copies (same x and t, features ∅), so the network sees R + G rows at once; each
-    guided row then returns ``(1 + w)·out(x, t, u) − w·out(x, t, ∅)``. A fresh (R, 2) tensor.
+    ``evaluate(x, t, features)`` runs the network over rows; ``features`` covers the first rows
+    and every row after them has the null condition. The G guided rows are appended as null
+    copies (same x and t), so the network sees R + G rows at once; each guided row then returns
+    ``(1 + w)·out(x, t, u) − w·out(x, t, ∅)``. A fresh (R, 2) tensor.
     """
     rows = x.shape[0]
     weights = conditions.guidance
-    guided = None if weights is None else torch.nonzero(weights).squeeze(1)  # (G,) guided rows
-    if guided is None or guided.numel() == 0:
+    if weights is None:
         return evaluate(x, t, conditions.features)
-    count = guided.numel()
-    paired_x = torch.cat([x, x.index_select(0, guided)])  # (R + G, 2): the rows, then the guided ones again …
+    if conditions.all_guided:  # every row guided (a request alone, or a cohort): the pairs are [x; x]
+        out = evaluate(torch.cat([x, x]), t if isinstance(t, int) else torch.cat([t, t]), conditions.features)
+        return guided_output(out[:rows], out[rows:], weights[:, None])
+    guided = torch.nonzero(weights).squeeze(1)  # (G,) guided rows
+    if guided.numel() == 0:
+        return evaluate(x, t, conditions.features)
+    paired_x = torch.cat([x, x.index_select(0, guided)])  # (R + G, 2): the rows, then the guided ones again, with ∅
     paired_t = t if isinstance(t, int) else torch.cat([t, t.index_select(0, guided)])
-    paired_features = torch.cat([conditions.features, null_features.expand(count, -1)])  # … with ∅
-    out = evaluate(paired_x, paired_t, paired_features)
-    assert weights is not None
+    out = evaluate(paired_x, paired_t, conditions.features)
     w = weights.index_select(0, guided)[:, None]
     out[guided] = guided_output(out.index_select(0, guided), out[rows:], w)
     return out[:rows]
@@ -128,7 +132,7 @@ class NetDenoiser:
             return self._chunked(x, t, None)
         if not self.conditioned:
             raise ValueError("this model has no condition input")
-        return guided_evaluation(self._chunked, x, t, conditions, self.null_features)
+        return guided_evaluation(self._chunked, x, t, conditions)
 
     def _chunked(self, x: torch.Tensor, t: Timesteps, features: torch.Tensor | None) -> torch.Tensor:
         rows = x.shape[0]
@@ -138,17 +142,25 @@ class NetDenoiser:
         for start in range(0, rows, self.chunk_rows):
             stop = start + self.chunk_rows
             chunk_t = t if isinstance(t, int) else t[start:stop]
-            out[start:stop] = self._forward(x[start:stop], chunk_t, None if features is None else features[start:stop])
+            out[start:stop] = self._forward(x[start:stop], chunk_t, None if features is None or start >= features.shape[0] else features[start:stop])
         return out
 
     def _forward(self, x: torch.Tensor, t: Timesteps, features: torch.Tensor | None) -> torch.Tensor:
+        """Rows' outputs; ``features`` (κ(u) − κ(∅)) covers the first rows, the rest are ∅ (zero features)."""
         h = x
+        rows = x.shape[0]
         # one t: that t's bias rows, broadcast; else each row's own bias rows, gathered
         biases = self.bias_rows[t] if isinstance(t, int) else [torch.index_select(table, 0, t) for table in self.biases]
         for layer, (bias, weight_t) in enumerate(zip(biases, self.weights_t)):
-            if features is not None:  # each row's κ(u) − κ(∅) on top of τ(t) + κ(∅)
+            if features is not None:  # each row's κ(u) − κ(∅) on top of τ(t) + κ(∅); rows past the features: ∅
                 kappa = features[:, layer * self.width : (layer + 1) * self.width]
-                bias = kappa + bias if bias.dim() == 1 else bias.add_(kappa)
+                covered = kappa.shape[0]
+                if bias.dim() == 1 and covered == rows:
+                    bias = kappa + bias
+                else:
+                    if bias.dim() == 1:  # a shared t's row, made one per row (the same bits as broadcasting it)
+                        bias = bias.expand(rows, -1).clone()
+                    bias[:covered].add_(kappa)
             h = torch.addmm(bias, h, weight_t) if bias.dim() == 1 else bias.addmm_(h, weight_t)
             if self.activation == "silu":
                 F.silu(h, inplace=True)
@@ -193,7 +205,7 @@ class FunctionDenoiser:
             return self._rows(x, t, None)
         if not self.conditioned:
             raise ValueError("this model has no condition input")
-        return guided_evaluation(self._rows, x, t, conditions, self.null_features)
+        return guided_evaluation(self._rows, x, t, conditions)
 
     def _apply(self, x: torch.Tensor, t: int, features: torch.Tensor | None) -> torch.Tensor:
         if features is None:
@@ -202,6 +214,8 @@ class FunctionDenoiser:
         return self.conditioned_fn(x, t, features[:, 0])
 
     def _rows(self, x: torch.Tensor, t: Timesteps, features: torch.Tensor | None) -> torch.Tensor:
+        if features is not None and features.shape[0] < x.shape[0]:  # rows past the features: ∅
+            features = torch.cat([features, self.null_features.expand(x.shape[0] - features.shape[0], -1)])
         if isinstance(t, int):
             return torch.empty_like(x).copy_(self._apply(x, t, features))  # fresh, whatever fn returns (x itself, a view …)
         out = torch.empty_like(x)

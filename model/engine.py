@@ -562,11 +562,11 @@ class Engine:
         null = denoiser.null_features
         parts = [(b.features if b.features is not None else null).expand(b.rows, -1) for b in blocks]
         features = parts[0] if len(parts) == 1 else torch.cat(parts)
-        guidance = None
-        if any(b.request.guided for b in blocks):
-            weights = np.repeat(np.asarray([b.request.guidance for b in blocks], dtype=np.float32), sizes)
-            guidance = torch.from_numpy(weights).to(self.device)
-        return Conditions(features=features, guidance=guidance)
+        guided = [b.request.guided for b in blocks]
+        if not any(guided):
+            return Conditions(features=features)
+        weights = np.repeat(np.asarray([b.request.guidance for b in blocks], dtype=np.float32), sizes)
+        return Conditions(features=features, guidance=torch.from_numpy(weights).to(self.device), all_guided=all(guided))
 
     def _gather_d(self, blocks: list[_Block], rows: int) -> torch.Tensor:
         if len(blocks) == 1 and blocks[0].d is not None:

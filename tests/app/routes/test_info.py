@@ -152,7 +152,7 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
         return "example" in item or bool(item.get("examples"))
 
     for path, expected in (
-        ("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model"}),
+        ("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model", "u", "guidance"}),
         ("/forward", {"t", "n", "seed", "space", "model"}),
     ):
         parameters = schema["paths"][path]["get"]["parameters"]
