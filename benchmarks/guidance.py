@@ -10,7 +10,8 @@ noise hits them alike:
 - ``guided model, u omitted``: ``swiss-roll-guided`` through its null condition;
 - ``u, w = 0``: the guided model at u = 0.5, conditional only (one evaluation per step);
 - ``u, w = 0.25``: guided (two evaluations per step, one batched evaluation per tick);
-- ``u per point, w = 0.25``: the same with one u per point (n values).
+  its cost is shown against the same request with w = 0;
+- ``u per point``, w = 0 and w = 0.25: the same with one u per point (n values).
 
 In-process: the engine (``model.engine.sample``), one torch thread, wall and CPU seconds.
 Over HTTP: one server process (``SWIRL_WORKERS=1``, one torch thread) serving ``checkpoints/``;
@@ -45,7 +46,8 @@ from model.denoiser import NetDenoiser  # noqa: E402
 from model.diffusion import SamplerSpec  # noqa: E402
 from model.engine import sample  # noqa: E402
 
-CASES = ("default", "guided model, u omitted", "u, w = 0", "u, w = 0.25", "u per point, w = 0.25")
+CASES = ("default", "guided model, u omitted", "u, w = 0", "u, w = 0.25", "u per point, w = 0", "u per point, w = 0.25")
+UNGUIDED = {CASES[3]: CASES[2], CASES[5]: CASES[4]}  # each guided request against the same request unguided
 
 
 def cpu_seconds(pid: int) -> float:
@@ -87,7 +89,8 @@ def in_process(n: int, repeats: int) -> dict[str, list[tuple[float, float]]]:
         CASES[1]: run("guided", None, 0.0),
         CASES[2]: run("guided", 0.5, 0.0),
         CASES[3]: run("guided", 0.5, 0.25),
-        CASES[4]: run("guided", per_point, 0.25),
+        CASES[4]: run("guided", per_point, 0.0),
+        CASES[5]: run("guided", per_point, 0.25),
     }
     return rounds(variants, repeats)
 
@@ -110,19 +113,24 @@ def over_http(n: int, repeats: int) -> dict[str, list[tuple[float, float]]]:
 
             return once
 
-        def post_npy() -> float:
-            before = cpu_seconds(server.process.pid)
-            params = {**base, "model": "swiss-roll-guided", "guidance": 0.25}
-            response = client.post("/sample", params=params, content=npy, headers={"content-type": "application/x-npy", "accept": "application/x-npy"})
-            assert response.status_code == 200, response.text
-            return cpu_seconds(server.process.pid) - before
+        def post_npy(guidance: float) -> Callable[[], float]:
+            def once() -> float:
+                before = cpu_seconds(server.process.pid)
+                params = {**base, "model": "swiss-roll-guided", "guidance": guidance}
+                headers = {"content-type": "application/x-npy", "accept": "application/x-npy"}
+                response = client.post("/sample", params=params, content=npy, headers=headers)
+                assert response.status_code == 200, response.text
+                return cpu_seconds(server.process.pid) - before
+
+            return once
 
         variants = {
             CASES[0]: get({"model": "swiss-roll"}),
             CASES[1]: get({"model": "swiss-roll-guided"}),
             CASES[2]: get({"model": "swiss-roll-guided", "u": 0.5, "guidance": 0}),
             CASES[3]: get({"model": "swiss-roll-guided", "u": 0.5, "guidance": 0.25}),
-            CASES[4]: post_npy,
+            CASES[4]: post_npy(0.0),
+            CASES[5]: post_npy(0.25),
         }
         return rounds(variants, repeats)
     finally:
@@ -141,24 +149,24 @@ def main() -> None:
     torch.set_num_threads(1)
     local = medians(in_process(args.n, args.repeats))
     http = medians(over_http(args.n, args.repeats))
-    reference = CASES[2]  # the same request unguided: u, w = 0
     rows = []
     for case in CASES:
+        unguided = UNGUIDED.get(case)
         rows.append(
             [
                 case,
                 f"{local[case][0] * 1000:.0f}",
                 f"{local[case][1] * 1000:.0f}",
-                f"{local[case][1] / local[reference][1]:.2f}",
+                f"{local[case][1] / local[unguided][1]:.2f}" if unguided else "",
                 f"{http[case][0] * 1000:.0f}",
                 f"{http[case][1] * 1000:.0f}",
-                f"{http[case][1] / http[reference][1]:.2f}",
+                f"{http[case][1] / http[unguided][1]:.2f}" if unguided else "",
             ]
         )
-    print(f"# guidance cost: n = {args.n:,}, DDPM-50, median of {args.repeats} rounds; {machine()}\n")  # noqa: T201
-    headers = ["request", "in-process wall ms", "in-process CPU ms", "CPU × (u, w = 0)", "HTTP wall ms", "server CPU ms", "server CPU × (u, w = 0)"]
-    print(table(headers, rows))  # noqa: T201
-    print(  # noqa: T201
+    print(f"# guidance cost: n = {args.n:,}, DDPM-50, median of {args.repeats} rounds; {machine()}\n")
+    headers = ["request", "in-process wall ms", "in-process CPU ms", "CPU × unguided", "HTTP wall ms", "server CPU ms", "server CPU × unguided"]
+    print(table(headers, rows))
+    print(
         f"\nguided model unconditional / default model: in-process CPU {local[CASES[1]][1] / local[CASES[0]][1]:.2f}×, "
         f"server CPU {http[CASES[1]][1] / http[CASES[0]][1]:.2f}×"
     )

@@ -156,7 +156,8 @@ class NetDenoiser:
                 kappa = features[:, layer * self.width : (layer + 1) * self.width]
                 covered = kappa.shape[0]
                 if bias.dim() == 1 and covered == rows:
-                    bias = kappa + bias
+                    # one u for every row (a stride-0 view): one row τ(t) + κ(u), broadcast like τ(t) alone
+                    bias = kappa[0] + bias if kappa.stride(0) == 0 else kappa + bias
                 else:
                     if bias.dim() == 1:  # a shared t's row, made one per row (the same bits as broadcasting it)
                         bias = bias.expand(rows, -1).clone()
