@@ -1,7 +1,7 @@
 # Swirl: DDPM sampling service.
 #
 #   docker build -t swirl:latest .
-#   docker run --rm -p 8000:8000 swirl:latest                # CPU
+#   docker run --rm -p 8000:8000 -p 8001:8001 swirl:latest   # CPU; HTTP on 8000, gRPC on 8001
 #   docker run --rm --gpus all -p 8000:8000 -e SWIRL_DEVICE=cuda swirl:latest
 #
 # One image for CPU and GPU: the runtime dependencies come from PyPI, and PyPI's
@@ -92,8 +92,10 @@ WORKDIR /app
 COPY --from=build /src/checkpoints/ /app/checkpoints/
 
 # SWIRL_WORKERS=0: one server process per CPU core the container may use (one on a GPU).
+# SWIRL_GRPC_PORT: the Open Inference Protocol over gRPC (docs/clients.md); 0 turns it off.
 ENV SWIRL_HOST=0.0.0.0 \
     SWIRL_PORT=8000 \
+    SWIRL_GRPC_PORT=8001 \
     SWIRL_WORKERS=0 \
     SWIRL_CHECKPOINT=/app/checkpoints/swiss-roll \
     SWIRL_MODELS=/app/checkpoints:/srv/checkpoints \
@@ -101,7 +103,7 @@ ENV SWIRL_HOST=0.0.0.0 \
     XDG_CACHE_HOME=/tmp/.cache
 
 USER swirl
-EXPOSE 8000
+EXPOSE 8000 8001
 
 # Liveness, without curl: the image has Python.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \

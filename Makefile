@@ -12,11 +12,13 @@ PYTEST_ARGS ?=
 
 .PHONY: serve serve-ray lock-ray test test-fast test-container lint train train-guided evaluate bench figures screenshot lock clean browser
 
-$(STAMP): requirements/lock.txt pyproject.toml
+$(STAMP): requirements/lock.txt pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements/lock.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	# the Python client and its swirl-client command (its dependencies, httpx and numpy, are in the lock)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e clients/python
 	touch $(STAMP)
 
 ## serve: serve the default checkpoint on http://$(HOST):$(PORT)
@@ -43,7 +45,7 @@ browser:
 test: $(STAMP) $(RAY_STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy app model
+	$(PY) -m mypy app model clients/python/swirl_client
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
 
@@ -56,7 +58,7 @@ test-container: $(STAMP) browser
 	bash tests/container/run.sh
 
 lint: $(STAMP)
-	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy app model
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(PY) -m mypy app model clients/python/swirl_client
 
 ## train: retrain the shipped checkpoint (same model id), then evaluate it (timings: benchmarks/RESULTS.md)
 train: $(STAMP)

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when available")
     host: str = Field("127.0.0.1", description="bind host (the container sets 0.0.0.0)")
     port: int = Field(8000, ge=1, le=65535, description="bind port")
+    grpc_port: int = Field(8001, ge=0, le=65535, description="Open Inference Protocol over gRPC on SWIRL_HOST at this port; 0 = off")
     max_points: int = Field(100_000, ge=1, description="points per /sample or /forward request")
     max_batch_points: int = Field(0, ge=0, description="row budget of one engine tick; 0 picks 8192 on CPU, 1048576 on a GPU")
     batching: bool = Field(True, description="false runs one request at a time, first come first served (for comparison)")

@@ -69,6 +69,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         await run_in_threadpool(service.models.warm_up_all)
         service.worker.start()
+        grpc_server = None
+        if settings.grpc_port:
+            from app.routes import grpc_server as grpc_serving  # grpcio loads only when gRPC is on
+
+            try:
+                grpc_server = await grpc_serving.start(service, app.state.rate_limiter, settings, app.version)
+            except RuntimeError as exc:
+                reloader.uninstall()
+                log.critical("cannot start: %s", exc)
+                await run_in_threadpool(service.worker.stop, settings.graceful_shutdown_s)
+                raise
         service.ready = True
         metrics.ready.set(1)
         reloader.attach(service.models)
@@ -89,6 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             service.ready = False
             metrics.ready.set(0)
             log.info("shutting down: finishing admitted requests")
+            if grpc_server is not None:
+                await grpc_serving.stop(grpc_server, settings.graceful_shutdown_s)
             await run_in_threadpool(service.worker.stop, settings.graceful_shutdown_s)
             log.info("worker stopped")
             if multiprocess_dir() is not None:

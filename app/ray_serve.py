@@ -153,6 +153,9 @@ class SwirlReplica:
             # as many chain threads as CPUs Ray reserved for this replica (not one per core of the node)
             cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
             values["torch_threads"] = max(1, math.floor(cpus))
+        # Replicas serve HTTP through Serve's proxy; gRPC would have every replica of a node bind one
+        # port. Serve's own gRPC proxy is the way there (docs/clients.md): off unless the config sets grpc_port.
+        values.setdefault("grpc_port", 0)
         self.settings = Settings(**values)
         self.settings.checkpoint = resolve_checkpoint(self.settings.checkpoint)
         self.swirl_app: FastAPI | None = None  # (`app` is the wrapper's own property)

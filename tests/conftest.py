@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,7 +36,8 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_settings(checkpoint: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"checkpoint": checkpoint, "device": "cpu", "max_points": 20_000}
+    # no gRPC unless a test asks (grpc_port=...): in-process apps would all want port 8001
+    values: dict[str, object] = {"checkpoint": checkpoint, "device": "cpu", "max_points": 20_000, "grpc_port": 0}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -50,16 +52,36 @@ async def client(tiny_checkpoint: Path) -> AsyncIterator[httpx.AsyncClient]:
             yield http
 
 
+@dataclass(frozen=True)
+class Live:
+    url: str  # http://host:port
+    grpc: str  # host:port of its gRPC service
+
+
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a real server on the shipped models, or SWIRL_BASE_URL when set (e.g. a container)."""
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A real server on the shipped models, HTTP and gRPC, or SWIRL_BASE_URL and SWIRL_GRPC_TARGET when set (e.g. a container)."""
     external = os.environ.get("SWIRL_BASE_URL")
     if external:
-        yield external.rstrip("/")
+        yield Live(external.rstrip("/"), os.environ.get("SWIRL_GRPC_TARGET", "127.0.0.1:8001"))
         return
     # every shipped model, as the image serves them (the default is swiss-roll)
-    server = start_server(SHIPPED_CHECKPOINT, tmp_path_factory.mktemp("server") / "server.log", SWIRL_MODELS=str(ROOT / "checkpoints"))
+    grpc_port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    server = start_server(SHIPPED_CHECKPOINT, log, SWIRL_MODELS=str(ROOT / "checkpoints"), SWIRL_GRPC_PORT=str(grpc_port))
     try:
-        yield server.url
+        yield Live(server.url, f"127.0.0.1:{grpc_port}")
     finally:
         stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def live_server(live: Live) -> str:
+    """Base URL of the real server (``live``)."""
+    return live.url
+
+
+@pytest.fixture(scope="session")
+def live_grpc(live: Live) -> str:
+    """host:port of the real server's gRPC service (``live``)."""
+    return live.grpc

@@ -165,6 +165,7 @@ def server_env(checkpoint: Path, port: int, **env: str) -> dict[str, str]:
         "SWIRL_PORT": str(port),
         "SWIRL_LOG_LEVEL": "info",
         "SWIRL_WORKERS": "1",  # one process unless a test asks for more: /readyz and /metrics then describe it alone
+        "SWIRL_GRPC_PORT": "0",  # no gRPC unless a test asks: servers started side by side would all want 8001
         **env,
     }
 

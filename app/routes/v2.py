@@ -18,49 +18,39 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Request
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.edge.rate_limit import charge
-from app.errors import ServiceUnavailable, validation_summary
-from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, condition_metadata, evaluations, run_job, sample_job
+from app.routes.inference import conditioned, invalid, prepare, resolve
+from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, condition_metadata, evaluations, run_job
 from app.serving.service import Service, ServiceDep
 from app.serving.worker import SampleResult
 from app.wire import encoding
 from app.wire.encoding import INFERENCE_HEADER, JSON, OCTET_STREAM, FastJSON
 from app.wire.negotiation import accepts_encoding
 from app.wire.schemas import LimitError, SampleRequest
+from app.wire.v2_protocol import (
+    EXTENSIONS,
+    OUTPUTS,
+    PLATFORM,
+    V2Error,
+    add_input,
+    answer_parameters,
+    binary_element,
+    check_input,
+    check_output,
+    model_inputs,
+    one_element,
+    output_tensors,
+    require_n,
+)
 from app.wire.v2_schemas import InferResponse, Live, ModelMetadata, ModelReady, Ready, ServerMetadata
 from model.errors import InvalidParameter
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
-
-DEFAULT_MODEL = "swirl"
-EXTENSIONS = ["binary_tensor_data"]
-INPUTS: dict[str, str] = {
-    "n": "INT64",
-    "seed": "INT64",
-    "sampler": "BYTES",
-    "steps": "INT64",
-    "eta": "FP32",
-    "trajectory_every": "INT64",
-    "space": "BYTES",
-    "u": "FP32",
-    "guidance": "FP32",
-}
-"""Input name → datatype; each is shape [1] but ``u``, which may also be [n] (one per point).
-Only ``n`` is required; the rest default as in /sample (u and guidance: guided models only)."""
-VECTOR_INPUTS = frozenset({"u"})
-OUTPUTS: dict[str, tuple[str, list[int]]] = {
-    "points": ("FP32", [-1, 2]),
-    "trajectory": ("FP32", [-1, -1, 2]),
-    "trajectory_t": ("INT64", [-1]),
-}
-"""Output name → (datatype, shape); the trajectory outputs exist when ``trajectory_every`` is given."""
 
 ModelName = Annotated[str, Path(description="the model's name; `swirl` is the served model", examples=["swirl"])]
 Version = Annotated[str, Path(description="a version of the model: the checkpoint id (sha256) of the loaded weights")]
@@ -79,31 +69,8 @@ def _ok(model: type[Any], description: str) -> dict[int | str, dict[str, Any]]:
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error_doc("no such model (or version)", "unknown model 'nope'; this server serves: swirl")}
 
 
-class V2Error(Exception):
-    """An Open Inference Protocol error: ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def _error(exc: V2Error) -> Response:
     return FastJSON({"error": str(exc)}, status_code=exc.status)
-
-
-def _resolve(service: Service, model: str, version: str | None) -> str:
-    """The id of the version that serves ``model`` now (404 when unknown, 503 when unavailable).
-
-    Every model of the repository is served under its own name; ``swirl`` is the default model."""
-    try:
-        current = service.models.get(None if model == DEFAULT_MODEL else model)
-    except InvalidParameter:
-        raise V2Error(404, f"unknown model {model!r}; this server serves: {', '.join([DEFAULT_MODEL, *service.models.names])}") from None
-    except ServiceUnavailable as exc:
-        raise V2Error(503, str(exc)) from None
-    if version is not None and version != current.id:
-        raise V2Error(404, f"unknown version {version!r} of model {model!r}; loaded: {current.id}")
-    return current.id
 
 
 # -- health and metadata -------------------------------------------------------------------
@@ -128,26 +95,17 @@ async def ready(service: ServiceDep) -> Response:
     return FastJSON({"ready": service.ready}, status_code=200 if service.ready else 503)
 
 
-def _inputs(conditioned: bool) -> list[dict[str, Any]]:
-    """The model's inputs: u ([-1]: one for all, or one per point) and guidance for a guided model only."""
-    return [
-        {"name": name, "datatype": datatype, "shape": [-1] if name in VECTOR_INPUTS else [1]}
-        for name, datatype in INPUTS.items()
-        if conditioned or name not in ("u", "guidance")
-    ]
-
-
 def _metadata(service: Service, model: str, version: str | None) -> Response:
     try:
-        loaded = _resolve(service, model, version)
+        loaded = resolve(service, model, version)
     except V2Error as exc:
         return _error(exc)
     return FastJSON(
         {
             "name": model,
             "versions": [loaded],
-            "platform": "pytorch",
-            "inputs": _inputs(service.models.get(None if model == DEFAULT_MODEL else model).checkpoint.net_config.conditioned),
+            "platform": PLATFORM,
+            "inputs": [{"name": name, "datatype": datatype, "shape": shape} for name, datatype, shape in model_inputs(conditioned(service, model))],
             "outputs": [{"name": name, "datatype": datatype, "shape": shape} for name, (datatype, shape) in OUTPUTS.items()],
         }
     )
@@ -166,7 +124,7 @@ async def model_version_metadata(model: ModelName, version: Version, service: Se
 
 def _model_ready(service: Service, model: str, version: str | None) -> Response:
     try:
-        _resolve(service, model, version)
+        resolve(service, model, version)
     except V2Error as exc:
         return _error(exc)
     return FastJSON({"name": model, "ready": service.ready}, status_code=200 if service.ready else 503)
@@ -229,38 +187,16 @@ def _read_input(item: Any, binary: memoryview, offset: int) -> tuple[str, Any, i
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise V2Error(400, "inputs: each input must be an object with a name")
     name = item["name"]
-    where = f"input '{name}'"
-    if name not in INPUTS:
-        raise V2Error(400, f"{where}: unknown input; this model takes {', '.join(INPUTS)}")
-    datatype, shape = item.get("datatype"), item.get("shape")
-    if datatype != INPUTS[name]:
-        raise V2Error(400, f"{where}: datatype must be {INPUTS[name]}, got {datatype!r}")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise V2Error(400, f"{where}: shape must be a list of non-negative integers, got {shape!r}")
-    count = int(np.prod(shape)) if shape else 1
-    vector = name in VECTOR_INPUTS and shape != [1]
-    if vector and (len(shape) != 1 or count < 1):
-        raise V2Error(400, f"{where}: shape must be [1] or [n], got {shape}")
-    if count != 1 and not vector:
-        raise V2Error(400, f"{where}: must hold exactly one element (shape [1]), got shape {shape}")
+    where = check_input(name, item.get("datatype"), item.get("shape"))
     parameters = item.get("parameters")
     size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise V2Error(400, f"{where}: binary_data_size {size!r} does not fit the {len(binary) - offset} binary bytes left")
-        try:
-            values = encoding.v2_decode_binary(bytes(binary[offset : offset + size]), datatype, count)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise V2Error(400, f"{where}: {exc}") from None
-        return name, values if vector else values[0], offset + size
+        return name, binary_element(name, bytes(binary[offset : offset + size]), item.get("shape")), offset + size
     if "data" not in item:
         raise V2Error(400, f"{where}: needs data (or binary_data_size)")
-    values = list(_flatten(item["data"]))
-    if len(values) != count:
-        raise V2Error(400, f"{where}: data holds {len(values)} elements, the shape says {count}")
-    if datatype in ("FP16", "FP32"):
-        values = [encoding.shortest_float(v, datatype) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values]
-    return name, values if vector else values[0], offset
+    return name, one_element(name, list(_flatten(item["data"])), item.get("shape")), offset
 
 
 def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
@@ -297,13 +233,10 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     offset, view = 0, memoryview(binary)
     for item in inputs:
         name, value, offset = _read_input(item, view, offset)
-        if name in values:
-            raise V2Error(400, f"input '{name}': given twice")
-        values[name] = value
+        add_input(values, name, value)
     if offset != len(binary):
         raise V2Error(400, f"{len(binary) - offset} binary bytes after the last input tensor")
-    if "n" not in values:
-        raise V2Error(400, "input 'n': required (INT64, shape [1])")
+    require_n(values)
     binary_default = bool(_binary_flag(request.get("parameters"), "binary_data_output", "parameters"))
     outputs: dict[str, bool] | None = None
     if request.get("outputs") is not None:
@@ -311,37 +244,24 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             raise V2Error(400, "outputs: must be a list")
         outputs = {}
         for output in request["outputs"]:
-            output_name = output.get("name") if isinstance(output, dict) else None
-            if not isinstance(output_name, str) or output_name not in OUTPUTS:
-                raise V2Error(400, f"output {output_name!r}: unknown output; this model produces {', '.join(OUTPUTS)}")
+            output_name = check_output(output.get("name") if isinstance(output, dict) else None)
             flag = _binary_flag(output.get("parameters"), "binary_data", f"output '{output_name}'")
             outputs[output_name] = binary_default if flag is None else flag
     request_id = request.get("id")
     return InferRequest(str(request_id) if request_id is not None else None, values, outputs, binary_default)
 
 
-def _sample_request(values: dict[str, Any]) -> SampleRequest:
-    try:
-        return SampleRequest.model_validate(values)
-    except ValidationError as exc:
-        errors: list[dict[str, Any]] = [dict(error) for error in exc.errors()]
-        first = str(errors[0]["loc"][0]) if errors and errors[0].get("loc") else "inputs"
-        raise V2Error(400, f"input '{first}': {validation_summary(errors)}") from None
-
-
 async def _infer(request: Request, service: Service, model: str, version: str | None) -> Response:
     try:
-        loaded = _resolve(service, model, version)
+        loaded = resolve(service, model, version)
         body = decompress(await request.body(), request.headers.get("content-encoding"), service.settings.u_body_bytes())
         parsed = parse_infer(body, request.headers.get(INFERENCE_HEADER))
-        params = _sample_request({**parsed.values, "model": None if model == DEFAULT_MODEL else model})
-        job, steps = sample_job(params, service, "body", request)
+        prepared = prepare(service, model, parsed.values, None if parsed.outputs is None else list(parsed.outputs), request)
+        params, job, steps = prepared.params, prepared.job, prepared.steps
         charge(request, points=params.n, evaluations=evaluations(job, steps))  # over the limit: 429 with {"error"}
-        if params.trajectory_every is None and parsed.outputs and {"trajectory", "trajectory_t"} & parsed.outputs.keys():
-            raise V2Error(400, "output 'trajectory': needs the trajectory_every input")
         result = await run_job(service, job, request)  # 503 and 504 keep their status, with {"error"} bodies
     except (LimitError, InvalidParameter) as exc:
-        return _error(V2Error(400, f"input '{exc.field}': {exc}"))
+        return _error(invalid(exc))
     except V2Error as exc:
         return _error(exc)
     if result is None:
@@ -349,14 +269,7 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
     header: dict[str, Any] = {
         "model_name": model,
         "model_version": loaded,
-        "parameters": {
-            "seed": job.seed,
-            "sampler": params.sampler,
-            "steps": steps,
-            "eta": params.eta,
-            "space": params.space,
-            **condition_metadata(params, job),
-        },
+        "parameters": answer_parameters(job.seed, params, steps, condition_metadata(params, job)),
     }
     if parsed.id is not None:
         header["id"] = parsed.id
@@ -379,11 +292,7 @@ def _encode_outputs(
 ) -> tuple[bytes, dict[str, str]]:
     """The requested outputs as JSON tensors or binary tensor data after the JSON header; its headers."""
     normalisation = service.models.get(params.model).checkpoint.normalisation
-    tensors: dict[str, tuple[str, np.ndarray]] = {"points": ("FP32", encoding.to_space(result.points, params.space, normalisation))}
-    if params.trajectory_every is not None:
-        frames = [(t, encoding.to_space(frame, params.space, normalisation)) for t, frame in result.trajectory]
-        tensors["trajectory"] = ("FP32", encoding.stack_frames(frames))
-        tensors["trajectory_t"] = ("INT64", np.asarray([t for t, _ in frames], dtype=np.int64))
+    tensors = output_tensors(result.points, result.trajectory, params, normalisation)
     wanted = parsed.outputs if parsed.outputs is not None else dict.fromkeys(tensors, parsed.binary_default)
     outputs, binaries = [], []
     for name, binary in wanted.items():

@@ -23,6 +23,7 @@
 #                            in scripts/container/wheels/ first: smaller image
 #   SWIRL_CONTAINER_PROJECT  compose project name (default swirl-ci-<pid>)
 #   SWIRL_CONTAINER_PORT     host port on 127.0.0.1 (default: a free one)
+#   SWIRL_CONTAINER_GRPC_PORT  host port of the api's gRPC on 127.0.0.1 (default: a free one)
 #   SWIRL_CONTAINER_TRAIN_STEPS  steps of the retraining job (default 200)
 #   SWIRL_CONTAINER_READY_TIMEOUT  seconds to wait for readiness (default 300)
 #   PYTHON                   interpreter with httpx/pytest (default .venv's)
@@ -144,6 +145,9 @@ else
 fi
 export SWIRL_PORT
 BASE_URL="http://127.0.0.1:${SWIRL_PORT}"
+# the api's gRPC port on the host (compose maps it to the image's 8001)
+SWIRL_GRPC_PORT="${SWIRL_CONTAINER_GRPC_PORT:-$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+export SWIRL_GRPC_PORT
 
 # Seconds until GET $BASE_URL/readyz answers 200 (fails after READY_TIMEOUT).
 wait_ready() {
@@ -230,8 +234,9 @@ log "integration suite against the container"
 # start containers of the same image (SWIRL_CONTAINER_IMAGE, see tests/servers.py). The
 # page tests run in Debian's Chromium when /usr/bin/chromium is there (`make browser`).
 t=$(now)
-SWIRL_BASE_URL="$BASE_URL" SWIRL_CONTAINER_IMAGE="$SWIRL_IMAGE" SWIRL_CONTAINER_LABEL="$TEST_LABEL" \
-    "$PYTHON" -m pytest tests/integration -q -p no:cacheprovider -rs
+SWIRL_BASE_URL="$BASE_URL" SWIRL_GRPC_TARGET="127.0.0.1:${SWIRL_GRPC_PORT}" \
+    SWIRL_CONTAINER_IMAGE="$SWIRL_IMAGE" SWIRL_CONTAINER_LABEL="$TEST_LABEL" \
+    "$PYTHON" -m pytest tests/integration tests/clients -q -p no:cacheprovider -rs
 INTEGRATION_S=$(elapsed "$t" "$(now)")
 echo "integration suite against the container: ${INTEGRATION_S} s"
 

@@ -78,7 +78,7 @@ def main() -> int:
         ident = model_id(client)
         print(f"smoke: /model id {ident}")
 
-        for path, kind in (("/", "text/html"), ("/static/app.js", "javascript"), ("/static/style.css", "text/css")):
+        for path, kind in (("/", "text/html"), ("/static/app.js", "javascript"), ("/static/js/sample.js", "javascript"), ("/static/style.css", "text/css")):
             response = client.get(path)
             if response.status_code != 200 or kind not in response.headers.get("content-type", ""):
                 fail(f"GET {path} -> {response.status_code} {response.headers.get('content-type')}: the page is not served")

@@ -42,6 +42,31 @@ PANELS_FILLED = """() => {
 }"""
 
 
+STATIC = Path(__file__).resolve().parents[2] / "app" / "static"
+# keeps every label the reverse-process canvas gets, with whether the chain was streaming or done at the time
+RECORD_FRAME_LABELS = """() => {
+    const s = window.swirl;
+    let label = s.frameLabel;
+    s.labels = [];
+    Object.defineProperty(s, "frameLabel", {
+        configurable: true,
+        get: () => label,
+        set: (value) => { label = value; s.labels.push({label: value, streaming: s.streaming, chainDone: s.chainDone}); },
+    });
+}"""
+# pixels a canvas has painted, and how many of them are coloured (not white, grey or near-black ink)
+PAINTED = """(canvas) => {
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let painted = 0, coloured = 0;
+    for (let i = 0; i < data.length; i += 4) {
+        if (data[i + 3] === 0) continue;
+        painted += 1;
+        if (Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]) > 60) coloured += 1;
+    }
+    return {painted, coloured};
+}"""
+
+
 def expected_frames(steps: int) -> int:
     """The page asks for trajectory_every = 1 up to 50 steps, else about 40 frames; frames are x_T, every k-th step and x_0."""
     every = 1 if steps <= 50 else math.ceil(steps / 40)
@@ -212,6 +237,7 @@ def test_the_reverse_chain_streams_frames_while_sampling_runs(visit: Visit) -> N
     page.select_option("#sampler-select", "ddpm")
     page.fill("#n-input", "50000")  # a chain of seconds on CPU; 18 frames within the page's point budget
     page.fill("#seed-input", "11")
+    page.evaluate(RECORD_FRAME_LABELS)
     with page.expect_request(lambda r: "/sample/stream?" in r.url) as request:
         page.click("#sample-button")
     assert "n=50000" in request.value.url and "trajectory_every=3" in request.value.url
@@ -224,7 +250,67 @@ def test_the_reverse_chain_streams_frames_while_sampling_runs(visit: Visit) -> N
     assert timing["frames"] == visit.state("frameCount") == 18
     assert timing["firstFrame"] < 0.5 * timing["done"], timing  # x_T arrived long before x_0
     assert visit.state("lastSample")["n"] == 50000 and not visit.state("streaming")
+    # the newest frame of a chain still running is just its t; "final samples" only once the stream said done
+    page.wait_for_function("() => window.swirl.sampleDone && window.swirl.frameT === 0", timeout=3 * TIMEOUT_MS)
+    labels = visit.state("labels")
+    live = [entry["label"] for entry in labels if entry["streaming"]]
+    assert len(live) == 18 and all(re.fullmatch(r"t = \d+", label) for label in live[1:]), live
+    assert live[0] == "t = 50 · starting noise, N(0, I)"
+    assert [entry for entry in labels if "final" in entry["label"] and not entry["chainDone"]] == []
+    assert visit.state("frameLabel") == "t = 0 · final samples"
     assert visit.unexpected_errors() == []
+
+
+def test_a_chain_cut_short_is_never_called_final_and_the_last_whole_chain_comes_back(visit: Visit) -> None:
+    page = visit.page
+    page.wait_for_function("() => window.swirl.sampleDone && window.swirl.frameT === 0", timeout=3 * TIMEOUT_MS)
+    whole = visit.state("frameCount")
+    before = visit.canvas("#sample-canvas")
+    # a stream that sends three frames and ends without its "done" event
+    frames = "".join(f"event: frame\ndata: {json.dumps({'index': i, 't': 50 - i, 'points': [[0.1 * i, 0.0]]})}\n\n" for i in range(3))
+    page.route("**/sample/stream?*", lambda route: route.fulfill(status=200, content_type="text/event-stream", body=frames))
+    page.evaluate(RECORD_FRAME_LABELS)
+    page.click("#sample-button")
+    page.wait_for_function("() => (window.swirl.errors.sample || '').includes('the stream ended before the chain did')")
+    labels = [entry["label"] for entry in visit.state("labels")]
+    assert labels[:3] == ["t = 50 · starting noise, N(0, I)", "t = 49", "t = 48"]
+    assert labels[3:] == ["t = 0 · final samples"]  # the last whole chain, back on screen at x_0
+    assert visit.state("frameCount") == whole and visit.state("chainDone") and not visit.state("streaming")
+    assert visit.canvas("#sample-canvas") == before
+    assert page.text_content("#sample-info") == "The last successful run is still shown."
+    page.unroute("**/sample/stream?*")
+    assert visit.unexpected_errors() == []
+
+
+def test_every_module_is_served_and_every_panel_draws(visit: Visit, live_server: str) -> None:
+    page = visit.page
+    page.wait_for_function("() => window.swirl.ready.sample && window.swirl.sampleDone", timeout=3 * TIMEOUT_MS)
+    # the entry module and each module under js/ (a new panel's module included) were fetched by the browser
+    modules = ["/static/app.js"] + [f"/static/js/{p.name}" for p in sorted((STATIC / "js").glob("*.js"))]
+    assert len(modules) >= 9
+    fetched = page.evaluate("() => performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)")
+    assert [m for m in modules if m not in fetched] == []
+    for module in modules:
+        assert "javascript" in page.request.get(f"{live_server}{module}").headers["content-type"]
+    # each panel's canvas is drawn, in its colours
+    state = page.evaluate("() => window.swirl")
+    assert state["scheduleDraws"] > 0 and state["forwardDraws"] > 0 and state["framesDrawn"] > 0
+    for canvas in ("#schedule-canvas", "#forward-canvas", "#sample-canvas"):
+        pixels = page.eval_on_selector(canvas, PAINTED)
+        assert pixels["coloured"] > 500, (canvas, pixels)
+    assert page.eval_on_selector("#loss-canvas", PAINTED)["painted"] > 50
+    # the model panel's facts and table, the sampler's options
+    assert page.locator("#model-facts dt").count() == 8
+    assert page.locator("#model-eval table, #model-eval p.empty").count() >= 1
+    assert page.eval_on_selector_all("#sampler-select option", "os => os.map(o => o.value)") == ["ddpm", "ddim", "dpmpp2m"]
+    # a resize redraws every panel
+    draws = (state["scheduleDraws"], state["forwardDraws"], state["framesDrawn"])
+    page.set_viewport_size({"width": 1100, "height": 800})
+    page.wait_for_function(
+        f"() => {{ const s = window.swirl; return s.scheduleDraws > {draws[0]} && s.forwardDraws > {draws[1]} && s.framesDrawn > {draws[2]}; }}"
+    )
+    assert page.is_hidden("#error")
+    assert visit.console_errors == []
 
 
 def test_api_errors_are_shown_in_plain_words(visit: Visit) -> None:

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -80,6 +81,32 @@ def test_readme_tritonclient_example_works(live_server: str, capsys: pytest.Capt
     assert capsys.readouterr().out.split() == ["(2000,", "2)", "7"]
 
 
+def read_points(path: Path) -> np.ndarray:
+    if path.suffix == ".npy":
+        return np.load(path)
+    if path.suffix == ".csv":
+        return np.loadtxt(path, delimiter=",", skiprows=1)
+    return np.asarray(json.loads(path.read_text())["points"])
+
+
+def test_readme_client_examples_work(live_server: str, tmp_path: Path) -> None:
+    """The swirl-client commands run verbatim (SWIRL_URL points them at the server) and do what they say."""
+    commands = [c for c in shell_commands() if command_class(c) == "client"]
+    assert len(commands) >= 2 and any(" sample " in c for c in commands)
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parents[1])  # this checkout's environment, where make installs the client
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SWIRL_")}, "SWIRL_URL": live_server}
+    for command in commands:
+        completed = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, (command, completed.stderr[-2000:])
+        output = re.search(r"-o (\S+)", command)
+        if output and output.group(1) != "-":
+            written = tmp_path / output.group(1)
+            n = int(re.search(r"-n (\d+)", command).group(1))  # type: ignore[union-attr]
+            assert read_points(written).shape == (n, 2), command
+        elif " models" in command or " health" in command:
+            json.loads(completed.stdout)
+
+
 def test_readme_httpx_example_works(live_server: str, capsys: pytest.CaptureFixture[str]) -> None:
     (code,) = [block for block in blocks("python") if "httpx" in block]
     exec(compile(code.replace(DEFAULT_URL, live_server), "README.md", "exec"), {})
@@ -114,6 +141,8 @@ def shell_commands() -> list[str]:
 def command_class(command: str) -> str:
     if command.startswith("curl "):
         return "curl"  # test_readme_curl_examples_work, against a real server
+    if command.startswith(".venv/bin/swirl-client "):
+        return "client"  # test_readme_client_examples_work, against a real server
     if re.match(r"(\w+=\S+\s+)*docker(-compose)? ", command):
         return "container"  # tests/container/run.sh (make test-container) builds and runs the image
     if command == "make test":
@@ -193,7 +222,7 @@ def test_readme_serve_commands_run_as_written(fresh_copy: Path, tmp_path: Path) 
     for command in serves:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWIRL_")}
-        env.update(SWIRL_PORT=str(port), SWIRL_WORKERS="1", OMP_NUM_THREADS="1")
+        env.update(SWIRL_PORT=str(port), SWIRL_GRPC_PORT=str(free_port()), SWIRL_WORKERS="1", OMP_NUM_THREADS="1")
         log_path = tmp_path / f"serve-{port}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, shell=True, cwd=fresh_copy, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -22,7 +22,7 @@ from tests.conftest import make_settings
 pytestmark = MODULE_LOOP
 
 # not in the schema, but served: the page, its assets, the docs, the schema itself, an unknown path
-EXTRA_GETS = ("/", "/static/app.js", "/static/style.css", "/static/favicon.svg", "/docs", "/redoc", "/openapi.json", "/no-such-page")
+EXTRA_GETS = ("/", "/static/app.js", "/static/js/api.js", "/static/style.css", "/static/favicon.svg", "/docs", "/redoc", "/openapi.json", "/no-such-page")
 REQUEST_ID = re.compile(r"[A-Za-z0-9\-_.:+/=@]{1,128}")
 # small, valid values for every parameter a route might declare (unknown names get "1")
 PARAMETER_VALUES = {"n": "3", "seed": "1", "t": "5", "sampler": "ddim", "steps": "2"}
