@@ -184,6 +184,7 @@ class EngineRequest:
     blocks: list[_Block] = field(default_factory=list, repr=False)
     remaining: int = 0  # rows × steps still to go
     done_rows: int = 0
+    features: torch.Tensor | None = field(default=None, repr=False)  # (1, F): the encoded u when one u serves every point
     frames: list[np.ndarray | None] = field(default_factory=list, repr=False)
     frame_rows: list[int] = field(default_factory=list, repr=False)
     frame_t: list[int] = field(default_factory=list, repr=False)
@@ -482,9 +483,14 @@ class Engine:
             block.generator = torch.Generator(device=self.device).manual_seed(block_seed(request.seed, block.index))
             block.draw(x)
         block.x = x
-        if isinstance(request.u, np.ndarray):  # one u for all (1,) or one per point (n,)
-            u = request.u if request.u.shape[0] == 1 else request.u[block.start : block.start + block.rows]
-            block.features = self._models[request.model].encode_condition(torch.from_numpy(u).to(self.device))
+        if isinstance(request.u, np.ndarray):  # one u for all (1,): encoded once per request; one per point (n,): per block
+            denoiser = self._models[request.model]
+            if request.u.shape[0] == 1:
+                if request.features is None:
+                    request.features = denoiser.encode_condition(torch.from_numpy(request.u).to(self.device))
+                block.features = request.features
+            else:
+                block.features = denoiser.encode_condition(torch.from_numpy(request.u[block.start : block.start + block.rows]).to(self.device))
         if request.trajectory_every is not None:
             self._record_frame(block, 0, x)
         if request.x_T is not None and any(block.coefs.noisy):
@@ -560,8 +566,12 @@ class Engine:
         if all(b.features is None for b in blocks):
             return None
         null = denoiser.null_features
-        parts = [(b.features if b.features is not None else null).expand(b.rows, -1) for b in blocks]
-        features = parts[0] if len(parts) == 1 else torch.cat(parts)
+        shared = blocks[0].features
+        if shared is not None and shared.shape[0] == 1 and all(b.features is shared for b in blocks):
+            features = shared.expand(sum(sizes), -1)  # one u for every row: a stride-0 view, one bias row per layer
+        else:
+            parts = [(b.features if b.features is not None else null).expand(b.rows, -1) for b in blocks]
+            features = parts[0] if len(parts) == 1 else torch.cat(parts)
         guided = [b.request.guided for b in blocks]
         if not any(guided):
             return Conditions(features=features)
@@ -640,6 +650,7 @@ class Engine:
             block.x = block.d = block.features = None
             block.generator = None
         request.frames = []
+        request.features = None
         request.finished_at = time.perf_counter()
 
 

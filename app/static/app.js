@@ -8,12 +8,13 @@
 
 import { showError } from "./js/errors.js";
 import * as forward from "./js/forward.js";
+import * as guidance from "./js/guidance.js";
 import * as model from "./js/model.js";
 import * as playback from "./js/playback.js";
 import * as sample from "./js/sample.js";
 import * as schedule from "./js/schedule.js";
 
-const PANELS = [schedule, forward, sample, playback, model];
+const PANELS = [schedule, forward, sample, playback, guidance, model];
 
 window.addEventListener("error", (event) => showError("page", event.error || new Error(event.message)));
 window.addEventListener("unhandledrejection", (event) => showError("page", event.reason));
