@@ -307,7 +307,7 @@ POST_SAMPLE_BODY = {
         "required": True,
         "content": {
             JSON: {
-                "schema": {"$ref": "#/components/schemas/SampleRequest"},
+                "schema": SampleRequest.model_json_schema(),  # inline: the route reads its own body (JSON, or .npy of u)
                 "examples": {
                     "ddim": {"value": {"n": 2000, "seed": 7, "sampler": "ddim", "steps": 10}},
                     "data space": {"value": {"n": 500, "seed": 1, "sampler": "dpmpp2m", "steps": 10, "space": "data"}},
