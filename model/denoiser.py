@@ -63,6 +63,24 @@ class Denoiser(Protocol):
         per request block, so that a step does no embedding work."""
 
 
+NO_CONDITION = "this model has no condition input"
+
+
+def evaluate_rows(
+    evaluate: Callable[[torch.Tensor, Timesteps, torch.Tensor | None], torch.Tensor],
+    conditioned: bool,
+    x: torch.Tensor,
+    t: Timesteps,
+    conditions: Conditions | None,
+) -> torch.Tensor:
+    """A denoiser's call: without conditions every row has ∅; with them, each row its own (guided pairs included)."""
+    if conditions is None:
+        return evaluate(x, t, None)
+    if not conditioned:
+        raise ValueError(NO_CONDITION)
+    return guided_evaluation(evaluate, x, t, conditions)
+
+
 def guided_evaluation(
     evaluate: Callable[[torch.Tensor, Timesteps, torch.Tensor], torch.Tensor],
     x: torch.Tensor,
@@ -122,17 +140,13 @@ class NetDenoiser:
     def encode_condition(self, u: torch.Tensor) -> torch.Tensor:
         """(R,) u (NaN: ∅) → (R, depth·width): κ_l(u) − κ_l(∅) for every layer (zero for ∅), added to the table's rows."""
         if not self.conditioned:
-            raise ValueError("this model has no condition input")
+            raise ValueError(NO_CONDITION)
         with torch.inference_mode():
             kappa = self.net.condition_bias(u.to(self.device, torch.float32)) - self.net.null_condition
         return kappa.reshape(u.shape[0], -1)
 
     def __call__(self, x: torch.Tensor, t: Timesteps, conditions: Conditions | None = None) -> torch.Tensor:
-        if conditions is None:
-            return self._chunked(x, t, None)
-        if not self.conditioned:
-            raise ValueError("this model has no condition input")
-        return guided_evaluation(self._chunked, x, t, conditions)
+        return evaluate_rows(self._chunked, self.conditioned, x, t, conditions)
 
     def _chunked(self, x: torch.Tensor, t: Timesteps, features: torch.Tensor | None) -> torch.Tensor:
         rows = x.shape[0]
@@ -197,16 +211,12 @@ class FunctionDenoiser:
 
     def encode_condition(self, u: torch.Tensor) -> torch.Tensor:
         if not self.conditioned:
-            raise ValueError("this model has no condition input")
+            raise ValueError(NO_CONDITION)
         return u.to(self.device, torch.float32).reshape(-1, 1).clone()
 
     def __call__(self, x: torch.Tensor, t: Timesteps, conditions: Conditions | None = None) -> torch.Tensor:
         self.calls += 1
-        if conditions is None:
-            return self._rows(x, t, None)
-        if not self.conditioned:
-            raise ValueError("this model has no condition input")
-        return guided_evaluation(self._rows, x, t, conditions)
+        return evaluate_rows(self._rows, self.conditioned, x, t, conditions)
 
     def _apply(self, x: torch.Tensor, t: int, features: torch.Tensor | None) -> torch.Tensor:
         if features is None:

@@ -17,6 +17,7 @@ from model.diffusion import SamplerSpec, SamplingPlan, make_plan
 from model.engine import Engine, EngineRequest, check_condition, plan_work, sample
 from model.errors import InvalidParameter
 from model.schedule import Schedule, ScheduleConfig
+from tests.model.test_engine import join_mid_chain
 
 SCHEDULE = Schedule.from_config(ScheduleConfig())
 NULL_MEAN = (0.3, -0.2)
@@ -145,11 +146,7 @@ def test_guided_conditional_and_unconditional_requests_of_every_sampler_get_bitw
     for i, (sampler, steps, eta, u, w) in enumerate(MIXED * 2):
         n = 40 + 53 * i
         requests.append(EngineRequest(n=n, seed=100 + i, plan=plan(sampler, steps, eta), u=_positions(u, n), guidance=w))
-    for i, request in enumerate(requests):
-        e.submit(request)
-        for _ in range(i % 3):
-            e.tick()
-    e.run()
+    join_mid_chain(e, requests)
     for request in requests:
         assert request.error is None and request.points is not None
         u = request.u if request.u is None or request.u.shape[0] > 1 else float(request.u[0])
