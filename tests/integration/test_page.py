@@ -547,7 +547,7 @@ def test_the_arc_position_and_guidance_sliders_steer_the_reverse_chain(visit: Vi
         page.evaluate(SET_RANGE, ["#arc-input", -1])
     url = request.value.url
     assert "u=" not in url and "guidance=" not in url and "model=" not in url, url
-    page.wait_for_function("() => { const s = window.swirl.lastSample; return !!s && s.u === null && window.swirl.chainDone; }")
+    page.wait_for_function("() => { const s = window.swirl.lastSample; return !!s && s.u === undefined && window.swirl.chainDone; }")
     drawn, frames = visit.state("conditionalDraws"), visit.state("framesDrawn")
     page.wait_for_function(f"() => window.swirl.framesDrawn > {frames}")  # the replay draws frames, without the conditional
     assert not page.is_enabled("#guidance-input") and visit.state("conditionalDraws") == drawn

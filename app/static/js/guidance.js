@@ -1,6 +1,6 @@
 /* Panel 3, guidance (docs/guidance.md): the arc-position slider (#arc-input: "none", or u in 0…1
    along the roll) and the guidance slider (#guidance-input: w) for a guided model, and the true
-   conditional N(c(t(u)), noise² I) drawn faintly on the reverse-process canvas, so that guidance
+   conditional N(c(t(u)), noise² I) drawn faintly behind the samples on the reverse-process canvas, so that guidance
    visibly tightens the blob. Uses the default model when it is guided, else the first guided model
    GET /models lists (its requests then name it); with none, the sliders stay off. Releasing a
    slider samples again. */
@@ -12,8 +12,8 @@ import * as sample from "./sample.js";
 import { $, on, swirl } from "./state.js";
 
 const NONE = -1; // the arc slider's leftmost position: no condition (the null condition ∅)
-const CONDITIONAL_FILL = "rgba(37, 99, 235, 0.10)";
-const CONDITIONAL_RING = "rgba(37, 99, 235, 0.45)";
+const CONDITIONAL_FILL = "rgba(37, 99, 235, 0.16)";
+const CONDITIONAL_RING = "rgba(37, 99, 235, 0.55)";
 
 let guided = null; // {name: null (the default model) or a model's name, data: {mean, scale, noise}, condition}
 
@@ -26,7 +26,7 @@ export function mount() {
     });
   }
   sample.addParams(addParams);
-  playback.addOverlay(drawConditional);
+  playback.addUnderlay(drawConditional);
   on("model", (m) => findGuidedModel(m));
   update();
 }
@@ -84,7 +84,8 @@ function addParams(params) {
   params.set("guidance", String(weight()));
 }
 
-// The true conditional at the slider's u, in the model's normalised space: a faint disk of 2σ and a ring at 1σ.
+// The true conditional at the slider's u, in the model's normalised space: a faint disk of 2σ and a
+// dashed ring at 1σ, under the samples (the roll's reference points are drawn over it too, faintly).
 function drawConditional(ctx, view) {
   const u = arcPosition();
   if (guided === null || u === null) return;

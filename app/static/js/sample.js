@@ -162,7 +162,8 @@ export async function run() {
         swirl.stream = timing;
         swirl.streaming = false;
         swirl.sampleResponses += 1;
-        swirl.lastSample = { n: data.n, seed: data.seed, sampler: data.sampler, steps: data.steps, eta: data.eta, model: data.model_name, u: data.u ?? null, guidance: data.guidance ?? null };
+        swirl.lastSample = { n: data.n, seed: data.seed, sampler: data.sampler, steps: data.steps, eta: data.eta };
+        if (data.u !== undefined) Object.assign(swirl.lastSample, { model: data.model_name, u: data.u, guidance: data.guidance }); // a guided chain
         swirl.ready.sample = true;
         clearError("sample");
         $("sample-info").textContent = describe(data, timing.done / 1000);
