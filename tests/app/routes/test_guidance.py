@@ -250,3 +250,22 @@ async def test_admission_counts_a_guided_row_as_two_evaluations(repository: Path
             refused = await client.get("/sample", params={**base, "guidance": 1})  # 10 × 10 × 2 = 200 > 150
             assert_names_field(refused, "n")
             assert "= 200 exceeds SWIRL_MAX_QUEUE_WORK" in refused.json()["error"]
+
+
+async def test_grpc_takes_u_and_guidance_like_http(repository: Path) -> None:
+    from app.wire import grpc_messages as pb
+    from tests.app.routes.test_grpc_v2 import grpc_app, points_of
+
+    overrides = {"models": str(repository), "default_model": GUIDED, "max_points": MAX_POINTS}
+    async with grpc_app(repository, **overrides) as app:
+        request = pb.ModelInferRequest(model_name="swirl")
+        request.inputs.add(name="n", datatype="INT64", shape=[1]).contents.int64_contents.append(3)
+        request.inputs.add(name="seed", datatype="INT64", shape=[1]).contents.int64_contents.append(5)
+        request.inputs.add(name="u", datatype="FP32", shape=[3]).contents.fp32_contents.extend([0.1, 0.4, 0.9])
+        request.inputs.add(name="guidance", datatype="FP32", shape=[1]).contents.fp32_contents.append(0.5)
+        response = await app.call("ModelInfer", request)
+        assert response.parameters["u"].string_param == "per-point" and response.parameters["guidance"].double_param == 0.5
+        expected = points(await app.http.post("/sample", json={"n": 3, "seed": 5, "u": [0.1, 0.4, 0.9], "guidance": 0.5}))
+        np.testing.assert_array_equal(points_of(response), expected)
+        metadata = await app.call("ModelMetadata", pb.ModelMetadataRequest(name="swirl"))
+        assert [(t.name, list(t.shape)) for t in metadata.inputs if t.name in ("u", "guidance")] == [("u", [-1]), ("guidance", [1])]
