@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: serve serve-ray lock-ray test test-fast test-container lint train evaluate bench figures screenshot lock clean browser
+.PHONY: serve serve-ray lock-ray test test-fast test-container lint train train-guided evaluate bench figures screenshot lock clean browser
 
 $(STAMP): requirements/lock.txt pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,12 @@ train: $(STAMP)
 	@echo "make train: 1. training checkpoints/swiss-roll (70,000 steps: 189-336 s on a 2-core CPU; the same model id on the same machine, another CPU may give another: docs/quality.md)"
 	@echo "            2. evaluating it with python -m model.evaluate (4 samplers: about 40 s on a quiet 2-core machine, 205 s with its cores shared by other jobs; see benchmarks/RESULTS.md)"
 	$(PY) -m model.train --out checkpoints/swiss-roll --overwrite --evaluate
+
+## train-guided: retrain the guided checkpoint (arc-position condition, docs/guidance.md), then evaluate it
+train-guided: $(STAMP)
+	@echo "make train-guided: 1. training checkpoints/swiss-roll-guided (70,000 steps, seed 0: 313 s of CPU, one thread; docs/guidance.md)"
+	@echo "                   2. evaluating it (null DDPM-50, the whole roll for w in 0, 0.25, 0.5, 1, fixed u; 427 s on the shared 2-core machine)"
+	$(PY) -m model.train --out checkpoints/swiss-roll-guided --overwrite --condition arc_position --seed 0 --threads 1 --evaluate
 
 ## evaluate: re-evaluate the shipped checkpoint and store the results in its checkpoint.json
 evaluate: $(STAMP)

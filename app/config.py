@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.edge.client_address import parse_networks
 from app.edge.cors import parse_origins
 
+U_BODY_BYTES_PER_POINT = 32
+"""Room per value of u in a body: JSON's longest float64 (``0.12345678901234568``, 19 characters)
+with its separator and some whitespace; an .npy holds 8."""
+
 
 def default_checkpoints() -> Path:
     """The shipped models' folder: ``checkpoints/`` beside the ``app`` package (a checkout, an
@@ -50,7 +54,12 @@ class Settings(BaseSettings):
     workers: int = Field(0, ge=0, le=64, description="server processes; 0 is one per CPU core on CPU, one on a GPU")
     request_timeout_s: float = Field(60.0, gt=0, description="per-request timeout; past it the answer is 504")
     max_response_points: int = Field(2_000_000, ge=1, description="n × (trajectory frames + 1) per response")
-    max_body_bytes: int = Field(16_384, ge=64, description="request bodies over this get 413 (POST /log_prob has its own, from SWIRL_MAX_LOG_PROB_POINTS)")
+    max_body_bytes: int = Field(
+        16_384,
+        ge=64,
+        description="request bodies over this get 413; bodies that may carry u per point (POST /sample, v2 infer) get 32 bytes more per "
+        "SWIRL_MAX_POINTS; POST /log_prob has its own limit, from SWIRL_MAX_LOG_PROB_POINTS",
+    )
     max_log_prob_points: int = Field(10_000, ge=1, description="points per POST /log_prob; its body limit is sized from it (log_prob_body_bytes)")
     cuda_graphs: bool = Field(True, description="capture the reverse chain as CUDA graphs on the GPU")
     torch_threads: int = Field(0, ge=0, description="torch threads per process; 0 splits the cores between the processes")
@@ -98,6 +107,11 @@ class Settings(BaseSettings):
         if self.models is None:
             return None if "checkpoint" in self.model_fields_set else [default_checkpoints()]
         return [Path(p) for p in self.models.split(os.pathsep) if p.strip()] or None
+
+    def u_body_bytes(self) -> int:
+        """The body limit of a request that may carry u per point (POST /sample, v2 infer):
+        SWIRL_MAX_BODY_BYTES plus U_BODY_BYTES_PER_POINT for each of SWIRL_MAX_POINTS values."""
+        return self.max_body_bytes + U_BODY_BYTES_PER_POINT * self.max_points
 
     def resolved_workers(self, cuda: bool) -> int:
         """SWIRL_WORKERS, with 0 resolved: one process per core on CPU, one on a GPU."""

@@ -127,7 +127,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # outermost last: HEAD → security headers → request id, client, access log → metrics → CORS → rate limit → body limit
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, path_limits={"/log_prob": (settings.log_prob_body_bytes, "SWIRL_MAX_LOG_PROB_POINTS")})
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        path_limits={"/log_prob": (settings.log_prob_body_bytes, "SWIRL_MAX_LOG_PROB_POINTS")},
+        u_bytes=settings.u_body_bytes(),
+    )
     rate_limit.install(app, rate_limiter(settings, metrics))
     cors.install(app, cors.parse_origins(settings.cors_origins))
     app.add_middleware(RequestMetrics, metrics=metrics)

@@ -1,7 +1,8 @@
 """Self-describing checkpoints: ``model.safetensors`` (weights only) + ``checkpoint.json``.
 
 ``checkpoint.json`` records the format version, the network and schedule configs, the
-data constants, a training summary, evaluation results and the model id.
+data constants, a training summary, evaluation results and the model id; a conditioned
+model also its ``condition`` (kind, range of u, probability of the null condition in training).
 ``load_checkpoint`` rebuilds everything from the directory alone, verifying the id;
 nothing is ever unpickled. Saving is atomic: a crash or Ctrl-C mid-save leaves the
 previous checkpoint intact.
@@ -36,11 +37,12 @@ from safetensors.torch import save_file
 
 from model.data import Normalisation
 from model.diffusion import SamplerSpec, SamplingPlan, make_plan
-from model.net import EpsilonMLP, NetConfig
+from model.net import CONDITION_RANGE, EpsilonMLP, NetConfig
 from model.schedule import Schedule, ScheduleConfig
 
 log = logging.getLogger(__name__)
 
+DEFAULT_GUIDANCE = 0.25  # w for a request with u and no guidance, unless the checkpoint records its own measured best
 FORMAT_VERSION = 2  # 2: weights_sha256 is the canonical weights id; 1: it was the file's sha256
 READABLE_VERSIONS = (1, 2)
 WEIGHTS_FILE = "model.safetensors"
@@ -73,6 +75,24 @@ class Checkpoint:
         return self.net.config.prediction
 
     @property
+    def condition(self) -> dict[str, Any] | None:
+        """A conditioned model's ``condition`` section (kind, range, null probability), None for an unconditional one."""
+        section = self.meta.get("condition")
+        return section if isinstance(section, dict) and self.net.config.conditioned else None
+
+    @property
+    def default_guidance(self) -> float:
+        """The guidance weight a request with u gets when it names none: the checkpoint's measured
+        ``condition.default_guidance`` (``model.evaluate --guidance``), else ``DEFAULT_GUIDANCE``."""
+        value = (self.condition or {}).get("default_guidance", DEFAULT_GUIDANCE)
+        return float(value)
+
+    @property
+    def condition_info(self) -> dict[str, Any] | None:
+        """``condition`` as the service shows it: the record with its default guidance filled in."""
+        return None if self.condition is None else {**self.condition, "default_guidance": self.default_guidance}
+
+    @property
     def student(self) -> dict[str, Any] | None:
         """A distilled student's section (teacher, grids, method), None for an ordinary model."""
         section = self.meta.get("student")
@@ -86,6 +106,26 @@ class Checkpoint:
     def plan(self, spec: SamplerSpec) -> SamplingPlan:
         """This model's plan for ``spec``: its prediction type and (for a student) its grids folded in."""
         return make_plan(self.schedule, spec, prediction=self.prediction, student_grids=self.student_grids or None)
+
+
+def condition_record(net_config: NetConfig, null_probability: float) -> dict[str, Any]:
+    """checkpoint.json's ``condition`` section for a conditioned network: what u is and how ∅ was trained."""
+    return {"kind": net_config.condition, "range": list(CONDITION_RANGE), "null_probability": null_probability}
+
+
+def check_condition_record(net_config: NetConfig, section: object) -> None:
+    """A conditioned net needs a ``condition`` section of its kind; an unconditional one may not have one."""
+    if not net_config.conditioned:
+        if section is not None:
+            raise ValueError("a condition section for a network without a condition input")
+        return
+    if not isinstance(section, dict) or section.get("kind") != net_config.condition:
+        raise ValueError(f"condition must be an object with kind {net_config.condition!r}")
+    if section.get("range") != list(CONDITION_RANGE):
+        raise ValueError(f"condition.range must be {list(CONDITION_RANGE)}")
+    probability = section.get("null_probability")
+    if not isinstance(probability, int | float) or not 0.0 < probability < 1.0:
+        raise ValueError("condition.null_probability must be a number in (0, 1)")
 
 
 def parse_student_grids(section: dict[str, Any] | None, timesteps: int) -> dict[int, list[int]]:
@@ -331,6 +371,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         if student is not None and not isinstance(student, dict):
             raise ValueError("student must be an object")
         parse_student_grids(student, schedule_config.timesteps)
+        check_condition_record(net_config, meta.get("condition"))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise CheckpointError(f"{directory / META_FILE}: incomplete or invalid metadata ({exc!r})") from exc
     net = EpsilonMLP(net_config, schedule_config.timesteps)

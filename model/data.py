@@ -1,4 +1,10 @@
-"""The swiss roll: drawing points with a seed and normalising them with stored constants."""
+"""The swiss roll: drawing points with a seed and normalising them with stored constants.
+
+Each point also has its arc position ``u ∈ [0, 1]``: ``u = (t − 1.5π) / (3π)`` where ``t`` is
+the roll parameter (sklearn's second output; ``u = 0`` the inner end, ``u = 1`` the outer).
+Given u, a point is ``c(t) + noise·N(0, I)`` with ``c(t) = (t cos t, t sin t)``: the true
+conditional ``conditional_swiss_roll`` draws from, the oracle for guided sampling.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import numpy as np
 from sklearn.datasets import make_swiss_roll
 
 DEFAULT_NOISE = 0.5
+ROLL_T_START = 1.5 * np.pi  # sklearn's roll parameter t runs over [1.5π, 4.5π]
+ROLL_T_SPAN = 3.0 * np.pi
 
 
 @dataclass(frozen=True)
@@ -31,12 +39,52 @@ class Normalisation:
 
 def swiss_roll(n: int, noise: float = DEFAULT_NOISE, seed: int = 0) -> np.ndarray:
     """Draw ``n`` raw swiss-roll points: columns x and z of sklearn's 3D roll, shape (n, 2), float64."""
+    return swiss_roll_with_position(n, noise, seed)[0]
+
+
+def swiss_roll_with_position(n: int, noise: float = DEFAULT_NOISE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``swiss_roll``'s points, (n, 2), with each one's arc position u, (n,), both float64.
+
+    The same draws as ``swiss_roll(n, noise, seed)``: u comes from sklearn's second output.
+    """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     # SeedSequence takes any non-negative integer (sklearn's int seeds stop at 2**32).
     random_state = np.random.RandomState(np.random.MT19937(np.random.SeedSequence(seed)))
-    points3d, _ = make_swiss_roll(n_samples=n, noise=noise, random_state=random_state)
-    return np.ascontiguousarray(points3d[:, [0, 2]])
+    points3d, t = make_swiss_roll(n_samples=n, noise=noise, random_state=random_state)
+    return np.ascontiguousarray(points3d[:, [0, 2]]), position_from_roll_parameter(t)
+
+
+def position_from_roll_parameter(t: np.ndarray) -> np.ndarray:
+    """u = (t − 1.5π) / (3π): sklearn's roll parameter → arc position in [0, 1]."""
+    return (np.asarray(t, dtype=np.float64) - ROLL_T_START) / ROLL_T_SPAN
+
+
+def roll_centre(u: np.ndarray | float) -> np.ndarray:
+    """c(t(u)) = (t cos t, t sin t) with t = 1.5π + 3π·u: the roll's centre line, shape (..., 2)."""
+    t = ROLL_T_START + ROLL_T_SPAN * np.asarray(u, dtype=np.float64)
+    return np.stack([t * np.cos(t), t * np.sin(t)], axis=-1)
+
+
+def conditional_swiss_roll(u: np.ndarray | float, n: int | None = None, noise: float = DEFAULT_NOISE, seed: int = 0) -> np.ndarray:
+    """The true conditional: draws from N(c(t(u)), noise² I) in raw (data) space, float64.
+
+    ``u`` a number: ``n`` draws at that position, (n, 2). ``u`` an array: one draw per
+    entry, (len(u), 2) (``n`` must be None or equal its length).
+    """
+    positions = np.atleast_1d(np.asarray(u, dtype=np.float64))
+    if positions.ndim != 1:
+        raise ValueError(f"u must be a number or a 1-D array, got shape {positions.shape}")
+    if np.ndim(u) == 0:
+        if n is None or n < 1:
+            raise ValueError(f"n must be at least 1 for a single u, got {n}")
+        positions = np.full(n, positions[0])
+    elif n is not None and n != positions.shape[0]:
+        raise ValueError(f"n = {n} does not match the {positions.shape[0]} values of u")
+    if not np.all((positions >= 0.0) & (positions <= 1.0)):
+        raise ValueError("u must lie in [0, 1]")
+    rng = np.random.default_rng(seed)
+    return roll_centre(positions) + noise * rng.standard_normal((positions.shape[0], 2))
 
 
 def fit_normalisation(raw: np.ndarray, noise: float) -> Normalisation:

@@ -20,6 +20,14 @@ network output, ε or v, with the conversion folded into the coefficients)::
     D  = d_x·x + d_eps·out                             (kept for multistep samplers)
     x' = x_coef·x + eps_coef·out + prev_coef·D_prev + noise_std·z
 
+Conditions (a conditioned model): a request may carry an arc position u (one for every
+point, or one per point) and a guidance weight w. Each block encodes its u once when it
+starts (``Denoiser.encode_condition``); a tick with any conditioned rows hands the network
+each row's features and w (``model.denoiser.Conditions``), and the denoiser evaluates each
+guided row twice, with u and with ∅, in the tick's one batched evaluation. A guided block
+therefore costs twice its rows, which the row budget, the work and admission count.
+Unconditioned rows in such a tick get the null condition's features.
+
 Reproducibility: block j of a request draws x_T first and then one (rows, 2) standard
 normal per noisy step, from a generator seeded with the request's seed (j = 0) or a seed
 derived from (seed, j). A request's points therefore depend only on its (seed, n, plan)
@@ -51,7 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model.denoiser import Denoiser
+from model.denoiser import Conditions, Denoiser
 from model.diffusion import SamplingPlan, Step
 from model.errors import InvalidParameter
 
@@ -161,6 +169,8 @@ class EngineRequest:
     model: Hashable = None
     trajectory_every: int | None = None
     x_T: torch.Tensor | None = None  # start here instead of drawing x_T (tests, distillation)
+    u: float | np.ndarray | None = None  # arc position of every point (a float) or of each (an (n,) array); None: ∅
+    guidance: float = 0.0  # classifier-free guidance weight w ≥ 0 (needs u): out = (1 + w)·out(u) − w·out(∅)
     on_frame: Callable[[int, np.ndarray], None] | None = None  # each trajectory frame as it completes
     # outcome
     points: np.ndarray | None = None  # (n, 2) float32 x_0
@@ -174,14 +184,25 @@ class EngineRequest:
     blocks: list[_Block] = field(default_factory=list, repr=False)
     remaining: int = 0  # rows × steps still to go
     done_rows: int = 0
+    features: torch.Tensor | None = field(default=None, repr=False)  # (1, F): the encoded u when one u serves every point
     frames: list[np.ndarray | None] = field(default_factory=list, repr=False)
     frame_rows: list[int] = field(default_factory=list, repr=False)
     frame_t: list[int] = field(default_factory=list, repr=False)
     next_frame: int = 0
 
     @property
+    def guided(self) -> bool:
+        return self.guidance != 0.0
+
+    @property
+    def rows_per_point(self) -> int:
+        """Network rows per point and step: 2 for a guided request (u and ∅), else 1."""
+        return 2 if self.guided else 1
+
+    @property
     def evaluations(self) -> int:
-        return len(self.plan.steps)
+        """Network evaluations per point: steps, twice over for a guided request."""
+        return len(self.plan.steps) * self.rows_per_point
 
     @property
     def work(self) -> int:
@@ -204,7 +225,9 @@ class _Block:
     rows: int
     coefs: PlanCoefficients  # the plan's, shared
     k: int = 0  # steps taken
+    cost: int = 0  # network rows per step: rows, or 2·rows when guided
     x: torch.Tensor | None = None  # (rows, 2) once started
+    features: torch.Tensor | None = None  # (rows or 1, F): the encoded u, once started (conditioned requests)
     d: torch.Tensor | None = None  # (rows, 2) data prediction kept by multistep samplers
     generator: torch.Generator | None = None
 
@@ -214,11 +237,39 @@ class _Block:
         out.normal_(generator=self.generator)
 
 
+MAX_GUIDANCE = 10.0
+"""The largest guidance weight w accepted (spread shrinks like 1/√(1 + w): docs/guidance.md)."""
+
+
 def check_request(n: int, plan: SamplingPlan, trajectory_every: int | None) -> None:
     if n < 1:
         raise InvalidParameter("n", f"n must be at least 1, got {n}")
     if trajectory_every is not None and not 1 <= trajectory_every <= len(plan.steps):
         raise InvalidParameter("trajectory_every", f"trajectory_every must be in 1..{len(plan.steps)} (steps), got {trajectory_every}")
+
+
+def check_condition(n: int, u: float | Sequence[float] | np.ndarray | None, guidance: float, conditioned: bool) -> np.ndarray | None:
+    """The one owner of the condition rules: u and guidance of a request for a model that is
+    ``conditioned`` (or not). Returns u as an (n,) or (1,) float32 array, None for ∅;
+    InvalidParameter naming the field otherwise."""
+    if not math.isfinite(guidance) or not 0.0 <= guidance <= MAX_GUIDANCE:
+        raise InvalidParameter("guidance", f"guidance must be a number in [0, {MAX_GUIDANCE:g}], got {guidance}")
+    if u is None:
+        if guidance != 0.0:
+            raise InvalidParameter("guidance", "guidance needs u: without an arc position there is nothing to guide towards")
+        return None
+    if not conditioned:
+        raise InvalidParameter("u", "this model has no condition input; u and guidance need a guided model (GET /models shows each model's condition)")
+    values = np.asarray(u, dtype=np.float64)
+    if values.ndim == 0:
+        values = values.reshape(1)
+    elif values.ndim != 1 or values.shape[0] != n:
+        raise InvalidParameter("u", f"u must be one number or a list of n = {n} numbers, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise InvalidParameter("u", "u must be finite")
+    if values.min() < 0.0 or values.max() > 1.0:
+        raise InvalidParameter("u", f"u must lie in [0, 1], got values in [{values.min():g}, {values.max():g}]")
+    return values.astype(np.float32)
 
 
 def frame_count(steps: int, every: int) -> int:
@@ -293,11 +344,14 @@ class Engine:
             raise InvalidParameter("model", f"model {request.model!r} is not loaded")
         if request.x_T is not None and tuple(request.x_T.shape) != (request.n, 2):
             raise InvalidParameter("x_T", f"x_T must have shape ({request.n}, 2), got {tuple(request.x_T.shape)}")
+        conditioned = getattr(self._models[request.model], "conditioned", False)
+        u = check_condition(request.n, request.u, float(request.guidance), conditioned)
+        request.u = u
         coefs = self._tables.get(id(request.plan))
         if coefs is None:
             coefs = self._tables[id(request.plan)] = PlanCoefficients(request.plan)
         size = self.block_rows or request.n
-        request.blocks = [_Block(request, j, start, min(size, request.n - start), coefs) for j, start in enumerate(range(0, request.n, size))]
+        request.blocks = [_Block(request, j, start, rows, coefs, cost=rows * request.rows_per_point) for j, start, rows in _block_spans(request.n, size)]
         request.remaining = request.work
         request.submitted_at = request.submitted_at or time.perf_counter()
         if request.trajectory_every is not None:
@@ -372,23 +426,24 @@ class Engine:
             self._overflow = 0
             return self._schedule_shared(order, len(models))
         self._credit.clear()
-        budget, used, picked, waited = self.tick_rows, 0, list[_Block](), False
+        budget, used, picked, waiting = self.tick_rows, 0, list[_Block](), 0
         for request in order:
             for block in _block_order(request):
                 if block.k >= block.coefs.length:
                     continue
                 room = budget - used
-                if block.rows > room + self._overflow and picked:
-                    waited = True  # too big for what is left of this tick: this request waits; smaller ones may still fit
+                if block.cost > room + self._overflow and picked:
+                    waiting = max(waiting, block.cost)  # too big for what is left of this tick: this request waits; smaller ones may still fit
                     break
-                if block.rows > room:
+                if block.cost > room:
                     self._overflow = 0  # taken on its credit (or alone in the tick)
                 picked.append(block)
-                used += block.rows
+                used += block.cost
                 if used >= budget:
                     return picked
-        if waited:  # the waiting block earns the rows left unused, and at least half a budget: it runs within two ticks
-            self._overflow = min(self._overflow + max(budget - used, budget // 2), budget)
+        if waiting:  # the waiting block earns the rows left unused, and at least half a budget: it runs within two ticks
+            # (a guided block, which costs up to two budgets, within four)
+            self._overflow = min(self._overflow + max(budget - used, budget // 2), max(budget, waiting))
         return picked
 
     def _schedule_shared(self, order: list[EngineRequest], models: int) -> list[_Block]:
@@ -407,12 +462,12 @@ class Engine:
         for model, blocks in by_model.items():
             credit = self._credit.get(model, 0) + share
             for block in blocks:
-                if block.rows > credit:
+                if block.cost > credit:
                     break
                 picked.append(block)
-                credit -= block.rows
+                credit -= block.cost
             # no banking beyond one budget (or its next block), none for a model with nothing waiting
-            self._credit[model] = min(credit, max(self.tick_rows, blocks[0].rows)) if blocks else 0
+            self._credit[model] = min(credit, max(self.tick_rows, blocks[0].cost)) if blocks else 0
         for model in [m for m in self._credit if m not in by_model]:
             del self._credit[model]
         return picked
@@ -428,6 +483,14 @@ class Engine:
             block.generator = torch.Generator(device=self.device).manual_seed(block_seed(request.seed, block.index))
             block.draw(x)
         block.x = x
+        if isinstance(request.u, np.ndarray):  # one u for all (1,): encoded once per request; one per point (n,): per block
+            denoiser = self._models[request.model]
+            if request.u.shape[0] == 1:
+                if request.features is None:
+                    request.features = denoiser.encode_condition(torch.from_numpy(request.u).to(self.device))
+                block.features = request.features
+            else:
+                block.features = denoiser.encode_condition(torch.from_numpy(request.u[block.start : block.start + block.rows]).to(self.device))
         if request.trajectory_every is not None:
             self._record_frame(block, 0, x)
         if request.x_T is not None and any(block.coefs.noisy):
@@ -485,16 +548,35 @@ class Engine:
                 if is_noisy:
                     block.draw(z_block)
         d_prev = self._gather_d(blocks, rows) if uses_prev else None
+        conditions = self._conditions(denoiser, blocks, sizes)
         result = None
-        if runner is not None:
+        if runner is not None and conditions is None:  # graphs hold the unconditional tick only: conditioned ticks run eagerly
             table = coef if isinstance(coef, torch.Tensor) else torch.from_numpy(coefs.table[k : k + 1]).to(self.device)  # shared by every row
             result = runner(x, table, d_prev, z, keep_d, rows)
         if result is None:
-            out = denoiser(x, t)  # a fresh tensor (the Denoiser contract): overwritten in place
+            # a fresh tensor (the Denoiser contract): overwritten in place
+            out = denoiser(x, t) if conditions is None else denoiser(x, t, conditions)
             result = step_rows(x, out, coef, d_prev, z, keep_d, inplace=True)
         x_next, d = result
         self._scatter(blocks, sizes, x_next, d)
-        return rows
+        return sum(b.cost for b in blocks)
+
+    def _conditions(self, denoiser: Denoiser, blocks: list[_Block], sizes: list[int]) -> Conditions | None:
+        """The tick's per-row conditions: None when no block is conditioned (the unconditional tick)."""
+        if all(b.features is None for b in blocks):
+            return None
+        null = denoiser.null_features
+        shared = blocks[0].features
+        if shared is not None and shared.shape[0] == 1 and all(b.features is shared for b in blocks):
+            features = shared.expand(sum(sizes), -1)  # one u for every row: a stride-0 view, one bias row per layer
+        else:
+            parts = [(b.features if b.features is not None else null).expand(b.rows, -1) for b in blocks]
+            features = parts[0] if len(parts) == 1 else torch.cat(parts)
+        guided = [b.request.guided for b in blocks]
+        if not any(guided):
+            return Conditions(features=features)
+        weights = np.repeat(np.asarray([b.request.guidance for b in blocks], dtype=np.float32), sizes)
+        return Conditions(features=features, guidance=torch.from_numpy(weights).to(self.device), all_guided=all(guided))
 
     def _gather_d(self, blocks: list[_Block], rows: int) -> torch.Tensor:
         if len(blocks) == 1 and blocks[0].d is not None:
@@ -512,8 +594,8 @@ class Engine:
                 block.d = d_block
             block.k += 1
             request = block.request
-            request.remaining -= block.rows
-            self.remaining_work -= block.rows
+            request.remaining -= block.cost
+            self.remaining_work -= block.cost
             steps = block.coefs.length
             if request.trajectory_every is not None and (block.k % request.trajectory_every == 0 or block.k == steps):
                 index = block.k // request.trajectory_every if block.k % request.trajectory_every == 0 else len(request.frames) - 1
@@ -546,7 +628,7 @@ class Engine:
         if request.points is None:
             request.points = np.empty((request.n, 2), dtype=np.float32)
         request.points[block.start : block.start + block.rows] = x.detach().cpu().numpy()
-        block.x = block.d = None
+        block.x = block.d = block.features = None
         block.generator = None
         request.done_rows += block.rows
         if request.done_rows == request.n:
@@ -565,10 +647,16 @@ class Engine:
         self.remaining_work -= request.remaining
         request.remaining = 0
         for block in request.blocks:
-            block.x = block.d = None
+            block.x = block.d = block.features = None
             block.generator = None
         request.frames = []
+        request.features = None
         request.finished_at = time.perf_counter()
+
+
+def _block_spans(n: int, size: int) -> list[tuple[int, int, int]]:
+    """(index, first row, rows) of each block of an n-row request cut into blocks of ``size``."""
+    return [(j, start, min(size, n - start)) for j, start in enumerate(range(0, n, size))]
 
 
 def _block_order(request: EngineRequest) -> list[_Block]:
@@ -606,20 +694,23 @@ def sample(
     x_T: torch.Tensor | None = None,
     block_rows: int | None = None,
     graphs: bool = False,
+    u: float | np.ndarray | None = None,
+    guidance: float = 0.0,
 ) -> ChainResult:
     """Sample one request through the engine, alone: the entry point for evaluation, the
     benchmarks, distillation and tests (the service runs the same engine in its worker).
 
     ``graphs=True`` on a GPU replays the whole chain as one CUDA graph (``model.graphs``),
-    drawing the same noise in the same order as the engine.
+    drawing the same noise in the same order as the engine (unconditional chains only).
+    ``u`` and ``guidance``: a conditioned model's arc position(s) and guidance weight.
     """
-    if graphs and denoiser.device.type == "cuda" and trajectory_every is None and x_T is None:
+    if graphs and denoiser.device.type == "cuda" and trajectory_every is None and x_T is None and u is None:
         from model.graphs import chain_graphs
 
         return ChainResult(x0=chain_graphs(denoiser).run(plan, n, seed).cpu(), trajectory=[])
-    engine = Engine(denoiser.device, tick_rows=max(n, 1), block_rows=block_rows)
+    engine = Engine(denoiser.device, tick_rows=max(n, 1) * (2 if guidance else 1), block_rows=block_rows)
     engine.add_model(None, denoiser)
-    request = EngineRequest(n=n, seed=seed, plan=plan, trajectory_every=trajectory_every, x_T=x_T)
+    request = EngineRequest(n=n, seed=seed, plan=plan, trajectory_every=trajectory_every, x_T=x_T, u=u, guidance=guidance)
     with torch.inference_mode():
         engine.submit(request)
         engine.run()
@@ -632,11 +723,13 @@ def sample(
     )
 
 
-def plan_work(plan: SamplingPlan, n: int) -> int:
-    return n * len(plan.steps)
+def plan_work(plan: SamplingPlan, n: int, guided: bool = False) -> int:
+    """Points × network evaluations of a request: a guided one evaluates every step twice."""
+    return n * len(plan.steps) * (2 if guided else 1)
 
 
 __all__ = [
+    "MAX_GUIDANCE",
     "Cancelled",
     "ChainResult",
     "Engine",
@@ -645,6 +738,7 @@ __all__ = [
     "PlanCoefficients",
     "Step",
     "block_seed",
+    "check_condition",
     "coefficient_table",
     "sample",
     "step_rows",

@@ -48,6 +48,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from threadpoolctl import threadpool_limits
 
+from model import evaluate_guided as guided_measures
 from model.checkpoint import Checkpoint, load_checkpoint, update_metadata
 from model.cli import add_dataclass_options, build_dataclass
 from model.data import swiss_roll
@@ -102,7 +103,10 @@ FEW_STEP_SAMPLERS = (  # what a zero-terminal-SNR v-model is for (docs/quality.m
 
 def default_specs(checkpoint: Checkpoint) -> tuple[SamplerSpec, ...]:
     """Every sampler worth reporting for this model: a student's own step counts, a
-    zero-terminal-SNR model's accurate ODE solvers too, and the common samplers."""
+    zero-terminal-SNR model's accurate ODE solvers too, and the common samplers; for a guided
+    model, DDPM-50 through the null condition (its guided measures are ``model.evaluate_guided``'s)."""
+    if checkpoint.net_config.conditioned:
+        return (SamplerSpec("ddpm"),)
     if checkpoint.student_grids:
         return tuple(SamplerSpec("student", steps=k) for k in sorted(checkpoint.student_grids))
     if checkpoint.schedule.zero_terminal_snr:
@@ -234,6 +238,7 @@ def evaluate_checkpoint(
             specs = specs if specs is not None else default_specs(checkpoint)
             reference = make_reference(checkpoint, config)
             samplers = evaluate_samplers(checkpoint, specs, reference, config)
+            guided = evaluate_guided(checkpoint, config) if checkpoint.net_config.conditioned else None
     finally:
         torch.set_num_threads(threads_before)
     evaluation = {
@@ -253,10 +258,22 @@ def evaluate_checkpoint(
     }
     if density is not None:
         evaluation["density"] = density
+    if guided is not None:
+        evaluation["guided"] = guided
     log.info("evaluated %s in %.1f s (peak RSS %d MiB)", path, evaluation["wall_time_s"], evaluation["peak_rss_mib"])
     if write:
-        update_metadata(path, evaluation=evaluation)
+        sections: dict[str, Any] = {"evaluation": evaluation}
+        if guided is not None and checkpoint.condition is not None:  # the measured best becomes the model's default
+            sections["condition"] = {**checkpoint.condition, "default_guidance": guided["default_guidance"]}
+        update_metadata(path, **sections)
     return evaluation
+
+
+def evaluate_guided(checkpoint: Checkpoint, config: EvalConfig) -> dict[str, Any]:
+    """A conditioned model's measures (``model.evaluate_guided``) and the default guidance they pick."""
+    whole = guided_measures.whole_roll(checkpoint, config.n, config.seeds, config.folds, two_sample_accuracy, REFERENCE_SEED)
+    fixed = guided_measures.fixed_u(checkpoint, config.n, config.seeds, config.folds, two_sample_accuracy)
+    return {"sampler": "ddpm-50", "whole_roll": whole, "default_guidance": guided_measures.best_guidance(whole), "fixed_u": fixed}
 
 
 def build_parser() -> argparse.ArgumentParser:

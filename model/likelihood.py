@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from model.data import Normalisation
-from model.denoiser import Denoiser
+from model.denoiser import StepDenoiser
 from model.engine import NonFiniteError
 from model.errors import InvalidParameter
 from model.prediction import estimates
@@ -117,7 +117,7 @@ def check_density_model(student_grids: dict[int, list[int]] | None, teacher: str
         )
 
 
-def velocity(denoiser: Denoiser, grid: FlowGrid, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def velocity(denoiser: StepDenoiser, grid: FlowGrid, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """v̂(x, φ_k) and its exact divergence at step k, for (R, 2) points; both without a graph."""
     if k == 0:
         return torch.zeros_like(x), torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
@@ -153,7 +153,7 @@ class FlowIntegration:
     The state (x and the integral of the divergence) is float64; the network sees float32.
     """
 
-    denoiser: Denoiser
+    denoiser: StepDenoiser
     grid: FlowGrid
     points: torch.Tensor  # (n, 2) x_0 in the model's space
     block_rows: int = FLOW_BLOCK_ROWS
@@ -228,7 +228,7 @@ class FlowIntegration:
         return np.concatenate([block.x.cpu().numpy() for block in self.blocks])
 
 
-def log_prob(denoiser: Denoiser, schedule: Schedule, prediction: str, points: torch.Tensor | np.ndarray, block_rows: int = FLOW_BLOCK_ROWS) -> np.ndarray:
+def log_prob(denoiser: StepDenoiser, schedule: Schedule, prediction: str, points: torch.Tensor | np.ndarray, block_rows: int = FLOW_BLOCK_ROWS) -> np.ndarray:
     """log p_0 of (n, 2) points in the model's space under the model (see the module docstring), float64."""
     x = torch.as_tensor(np.asarray(points, dtype=np.float64)) if isinstance(points, np.ndarray) else points
     return FlowIntegration(denoiser, FlowGrid.from_schedule(schedule, prediction), x, block_rows=block_rows).run()

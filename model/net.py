@@ -6,6 +6,12 @@ Time enters every hidden layer as a learned bias τ_l(t) computed from a sinusoi
 embedding of t (never the raw integer). Because τ depends on t alone, samplers compute
 the whole table τ(t) for t = 0…T once per chain, and each step is then just
 ``act(h @ W_lᵀ + τ_l(t))``: no per-step embedding work.
+
+A conditioned network (``NetConfig.condition = "arc_position"``) also takes, per row, the
+arc position u ∈ [0, 1] or the null condition ∅ (written NaN): κ_l(u), from a sinusoidal
+embedding of u, is added to each hidden layer's bias next to τ_l(t), and κ(∅) is a learned
+bias of its own. Trained with u dropped to ∅ at random, one network gives ε(x, t, u) and
+ε(x, t, ∅), the two halves of classifier-free guidance (Ho & Salimans 2022).
 """
 
 from __future__ import annotations
@@ -22,6 +28,13 @@ from model.prediction import Prediction, check_prediction
 
 Activation = Literal["silu", "relu", "gelu"]
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+Condition = Literal["none", "arc_position"]
+CONDITIONS: tuple[str, ...] = get_args(Condition)
+CONDITION_RANGE = (0.0, 1.0)  # the arc position u: 0 the roll's inner end, 1 its outer end (model/data.py)
+CONDITION_EMBEDDING_SPAN = 10
+"""u enters the sinusoidal embedding as u' = 1000·u/10 = 100·u: angular frequencies 100…0.01 per
+unit of u, around the roll's own 3π per unit (c(t(u)) turns 1.5 times), none finer than ~0.06 in u."""
+NULL_CONDITION = float("nan")  # the value of u that stands for ∅ in a row's condition
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,8 @@ class NetConfig:
     activation: Activation = "silu"  # the nonlinearity after every hidden layer
     data_dim: int = 2  # the swiss roll is 2D
     prediction: Prediction = "eps"  # what the output means: ε, v = α_t ε − σ_t x_0, or x_0 (model/prediction.py)
+    condition: Condition = "none"  # none, or arc_position: u ∈ [0, 1] along the roll (with a learned null ∅) enters every hidden layer's bias
+    condition_embedding_dim: int = 32  # size of the sinusoidal embedding of u (a conditioned network only)
 
     def __post_init__(self) -> None:
         check_prediction(self.prediction)
@@ -41,9 +56,20 @@ class NetConfig:
             raise ValueError(f"hidden and depth must be positive, got {self.hidden}, {self.depth}")
         if self.time_embedding_dim < 2 or self.time_embedding_dim % 2:
             raise ValueError(f"time_embedding_dim must be even and >= 2, got {self.time_embedding_dim}")
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"Unknown condition {self.condition!r}; valid ones are {', '.join(CONDITIONS)}")
+        if self.condition_embedding_dim < 2 or self.condition_embedding_dim % 2:
+            raise ValueError(f"condition_embedding_dim must be even and >= 2, got {self.condition_embedding_dim}")
+
+    @property
+    def conditioned(self) -> bool:
+        return self.condition != "none"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.conditioned:  # an unconditional net's record stays what it was before conditions existed
+            del data["condition"], data["condition_embedding_dim"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NetConfig:
@@ -82,6 +108,14 @@ class EpsilonMLP(nn.Module):
             _activation(config.activation),
             nn.Linear(width, depth * width),
         )
+        if config.conditioned:
+            # κ(u): embedding of u → hidden → one bias per hidden layer; κ(∅): a learned bias
+            self.condition_mlp = nn.Sequential(
+                nn.Linear(config.condition_embedding_dim, width),
+                _activation(config.activation),
+                nn.Linear(width, depth * width),
+            )
+            self.null_condition = nn.Parameter(torch.zeros(depth, width))
         self.layers = nn.ModuleList([nn.Linear(config.data_dim, width, bias=False)] + [nn.Linear(width, width, bias=False) for _ in range(depth - 1)])
         self.out = nn.Linear(width, config.data_dim)
         self.act = _activation(config.activation)
@@ -93,8 +127,30 @@ class EpsilonMLP(nn.Module):
         assert isinstance(first, nn.Linear)
         return self.time_mlp(emb.to(first.weight.dtype)).view(-1, self.config.depth, self.config.hidden)  # a float64 copy of the net too
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_row_bias(x, self.time_bias(t))
+    def condition_bias(self, u: torch.Tensor) -> torch.Tensor:
+        """(B,) arc positions, NaN for ∅ → (B, depth, width): the per-layer bias κ_l(u), κ(∅) where NaN."""
+        if not self.config.conditioned:
+            raise ValueError("this network has no condition input (NetConfig.condition is 'none')")
+        null = torch.isnan(u)
+        emb = sinusoidal_embedding(torch.where(null, torch.zeros_like(u), u), self.config.condition_embedding_dim, CONDITION_EMBEDDING_SPAN)
+        emb = emb.to(self.out.weight.dtype)  # float32 angles; a float64 copy of the net (tests) computes on in float64
+        kappa = self.condition_mlp(emb).view(-1, self.config.depth, self.config.hidden)
+        return torch.where(null[:, None, None], self.null_condition.expand_as(kappa), kappa)
+
+    def row_bias(self, t: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) steps and (B,) conditions (None: all ∅) → (B, depth, width): τ_l(t) + κ_l(u)."""
+        bias = self.time_bias(t)
+        if not self.config.conditioned:
+            if u is not None:
+                raise ValueError("this network has no condition input (NetConfig.condition is 'none')")
+            return bias
+        if u is None:
+            return bias + self.null_condition
+        return bias + self.condition_bias(u)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 2) points, (B,) steps, optional (B,) conditions (NaN or None: ∅) → (B, 2) prediction."""
+        return self.forward_with_row_bias(x, self.row_bias(t, u))
 
     def forward_with_row_bias(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``forward`` with each row's τ(t) given, (B, depth, width), differentiable.

@@ -10,6 +10,11 @@ Each conversion is linear in (x_t, out), so a sampler step, itself linear in x̂
 folds it into its coefficients once per plan: the chain loop only ever sees the raw
 network output. v-prediction stays finite at zero terminal SNR (α_T = 0: x̂_0 = −out,
 ε̂ = x_T), which ε-prediction cannot do.
+
+Classifier-free guidance (Ho & Salimans 2022) mixes a conditioned network's two outputs,
+``out = (1 + w)·out(x_t, t, u) − w·out(x_t, t, ∅)`` (``guided_output``). Because x̂_0 and ε̂
+are linear in ``out`` with weights that add up over the mix ((1 + w) − w = 1 on the x_t
+term), guiding the raw output is guiding ε̂ (and v, and x̂_0): ε̂ = (1 + w)·ε̂_u − w·ε̂_∅.
 """
 
 from __future__ import annotations
@@ -52,6 +57,17 @@ def estimates(prediction: str, alpha: float, sigma: float) -> Estimates:
         return Estimates(x0_x=0.0, x0_out=1.0, eps_x=1.0 / sigma, eps_out=-alpha / sigma)
     check_prediction(prediction)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def guided_output(conditional: torch.Tensor, null: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
+    """(1 + w)·conditional − w·null, rows (R, 2) with w a float or (R, 1); a new tensor.
+
+    Two multiplies and a subtraction per element (no fused op), so a row's result does not
+    depend on which other rows share the call.
+    """
+    guided = conditional * (1.0 + weight)
+    guided -= null * weight
+    return guided
 
 
 def training_target(prediction: str, x0: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from model.denoiser import Denoiser
+from model.denoiser import StepDenoiser
 from model.errors import InvalidParameter
 from model.prediction import estimates
 from model.schedule import Schedule
@@ -22,7 +22,7 @@ def lattice(grid: int, bound: float = SCORE_BOUND) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
 
 
-def score(denoiser: Denoiser, schedule: Schedule, prediction: str, points: torch.Tensor, t: int) -> torch.Tensor:
+def score(denoiser: StepDenoiser, schedule: Schedule, prediction: str, points: torch.Tensor, t: int) -> torch.Tensor:
     """(R, 2) −ε̂(x, t)/σ_t at step t ∈ 1…T, ε̂ converted from the network's output (ε or v)."""
     if not 1 <= t <= schedule.timesteps:
         raise InvalidParameter("t", f"t must be in 1..{schedule.timesteps} (T), got {t}")

@@ -5,6 +5,10 @@
         gradient step on ‖ε − ε_θ(√ᾱ_t x_0 + √(1−ᾱ_t) ε, t)‖²
     until converged
 
+A conditioned network (``--condition arc_position``) also sees each point's arc position u,
+replaced by the null condition ∅ with probability ``condition_dropout`` (classifier-free
+guidance, Ho & Salimans 2022), so the one network learns ε(x, t, u) and ε(x, t, ∅).
+
 Seeded and reproducible (one torch.Generator drives batches, steps and noise). The EMA
 weights are what the checkpoint stores. Ctrl-C stops without writing anything.
 """
@@ -26,12 +30,12 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from model.checkpoint import save_checkpoint
+from model.checkpoint import condition_record, save_checkpoint
 from model.cli import add_dataclass_options, build_dataclass
-from model.data import DEFAULT_NOISE, Normalisation, fit_normalisation, swiss_roll
+from model.data import DEFAULT_NOISE, Normalisation, fit_normalisation, swiss_roll_with_position
 from model.device import resolve_device
 from model.diffusion import q_sample
-from model.net import EpsilonMLP, NetConfig
+from model.net import NULL_CONDITION, EpsilonMLP, NetConfig
 from model.prediction import training_target
 from model.schedule import Schedule, ScheduleConfig
 
@@ -58,6 +62,7 @@ class TrainConfig:
     seed: int = 0  # seeds the data, the initialisation, the batches and the noise
     n_train: int = 100_000  # swiss-roll points in the training set
     noise: float = DEFAULT_NOISE  # make_swiss_roll noise
+    condition_dropout: float = 0.1  # a conditioned net only: probability that a point's u is replaced by the null condition
     net: NetConfig = field(default_factory=NetConfig)  # the ε-network
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)  # the noise schedule
 
@@ -70,6 +75,8 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be positive")
         if self.schedule.zero_terminal_snr and self.net.prediction == "eps":
             raise ValueError("zero terminal SNR needs v- or x0-prediction: an ε-network cannot give x̂_0 where ᾱ_T = 0")
+        if not 0.0 < self.condition_dropout < 1.0:
+            raise ValueError(f"condition_dropout must lie strictly between 0 and 1, got {self.condition_dropout}")
 
 
 @dataclass
@@ -99,9 +106,11 @@ def downsample_curve(losses: np.ndarray, max_points: int = MAX_CURVE_POINTS) -> 
 def train(config: TrainConfig, device: torch.device, progress: bool = True) -> TrainResult:
     torch.manual_seed(config.seed)  # parameter initialisation
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    raw = swiss_roll(config.n_train, config.noise, seed=config.seed)
+    raw, positions = swiss_roll_with_position(config.n_train, config.noise, seed=config.seed)
     normalisation = fit_normalisation(raw, config.noise)
     data = torch.tensor(normalisation.normalise(raw), dtype=torch.float32, device=device)
+    conditioned = config.net.conditioned
+    arc_positions = torch.tensor(positions, dtype=torch.float32, device=device)  # (n_train,) u of each point
     schedule = Schedule.from_config(config.schedule)
     tables = schedule.to(device)
     T = schedule.timesteps
@@ -120,16 +129,21 @@ def train(config: TrainConfig, device: torch.device, progress: bool = True) -> T
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         # Algorithm 1, lines 2-4: x_0 ~ q(x_0), t ~ U{1..T}, ε ~ N(0, I)
-        x0 = data[torch.randint(0, data.shape[0], (config.batch_size,), device=device, generator=generator)]
+        index = torch.randint(0, data.shape[0], (config.batch_size,), device=device, generator=generator)
+        x0 = data[index]
         t = torch.randint(1, T + 1, (config.batch_size,), device=device, generator=generator)
         eps = torch.randn(x0.shape, device=device, generator=generator)
+        u = None
+        if conditioned:  # u of each point, replaced by ∅ (NaN) with probability condition_dropout
+            dropped = torch.rand(config.batch_size, device=device, generator=generator) < config.condition_dropout
+            u = arc_positions[index].masked_fill(dropped, NULL_CONDITION)
         # line 5: gradient step on ‖ε − ε_θ(x_t, t)‖² (or on v / x_0: model.prediction)
         if config.net.prediction == "eps":
             target = eps
         else:
             alpha, sigma = tables.sqrt_alpha_bar[t][:, None], tables.sqrt_one_minus_alpha_bar[t][:, None]
             target = training_target(config.net.prediction, x0, eps, alpha, sigma)
-        loss = F.mse_loss(net(q_sample(tables, x0, t, eps), t), target)
+        loss = F.mse_loss(net(q_sample(tables, x0, t, eps), t, u), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -153,7 +167,7 @@ def train(config: TrainConfig, device: torch.device, progress: bool = True) -> T
         "torch_version": torch.__version__,
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "config": {k: v for k, v in asdict(config).items() if k not in ("net", "schedule")},
+        "config": {k: v for k, v in asdict(config).items() if k not in ("net", "schedule") and (conditioned or k != "condition_dropout")},
     }
     log.info("trained %d steps in %.1f s, final loss %.4f", config.steps, wall, final_loss)
     return TrainResult(net=ema.eval(), normalisation=normalisation, summary=summary)
@@ -223,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("training on %s with %d CPU thread(s) into %s: %s", device, torch.get_num_threads(), out, config)
     try:
         result = train(config, device, progress=run.progress)
-        save_checkpoint(out, result.net, config.schedule, result.normalisation, result.summary)
+        extra = {"condition": condition_record(config.net, config.condition_dropout)} if config.net.conditioned else None
+        save_checkpoint(out, result.net, config.schedule, result.normalisation, result.summary, extra=extra)
     except KeyboardInterrupt:
         log.warning("interrupted: no checkpoint written (any previous one at %s is intact)", out)
         return 130

@@ -58,24 +58,44 @@ async def _send_json(send: Send, status: int, payload: dict[str, str]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyLimit:
-    """413 for bodies over the limit: at once from Content-Length, else while streaming in.
+def carries_u(scope: Scope) -> bool:
+    """A request whose body may hold u per point: POST /sample and the v2 infer routes."""
+    if scope.get("method") != "POST":
+        return False
+    path: str = scope.get("path", "")
+    return path == "/sample" or (path.startswith("/v2/models/") and path.endswith("/infer"))
 
-    ``max_bytes`` (SWIRL_MAX_BODY_BYTES) holds for every path but those in ``path_limits``,
-    which map a path to its own (limit, the setting it comes from): POST /log_prob takes
-    thousands of points, sized from SWIRL_MAX_LOG_PROB_POINTS.
+
+class BodyLimit:
+    """413 for bodies over the limit: at once from Content-Length, else while streaming in, so an
+    oversized body is never read whole.
+
+    ``max_bytes`` (SWIRL_MAX_BODY_BYTES) holds for every request but two kinds: the paths in
+    ``path_limits`` map to their own (limit, the setting it comes from), so POST /log_prob takes
+    thousands of points sized from SWIRL_MAX_LOG_PROB_POINTS; and a body that may carry u per
+    point (``carries_u``) gets ``u_bytes``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, tuple[int, str]] | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, tuple[int, str]] | None = None, u_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.path_limits = path_limits or {}
+        self.u_bytes = max(u_bytes or max_bytes, max_bytes)
+
+    def limit_for(self, scope: Scope) -> tuple[int, str]:
+        """The body limit of this request and the setting it comes from."""
+        path = scope.get("path", "")
+        if path in self.path_limits:
+            return self.path_limits[path]
+        if self.u_bytes > self.max_bytes and carries_u(scope):
+            return self.u_bytes, "SWIRL_MAX_BODY_BYTES + 32 × SWIRL_MAX_POINTS for a body with u"
+        return self.max_bytes, "SWIRL_MAX_BODY_BYTES"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit, setting = self.path_limits.get(scope.get("path", ""), (self.max_bytes, "SWIRL_MAX_BODY_BYTES"))
+        limit, setting = self.limit_for(scope)
         message = {"error": f"body: request body larger than {limit} bytes ({setting})"}
         for name, value in scope.get("headers", []):
             if name == b"content-length":

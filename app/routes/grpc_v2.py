@@ -39,15 +39,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from app.edge.client_address import rate_key
 from app.edge.rate_limit import RateLimited, RateLimiter
 from app.errors import RequestTimeout, ServiceUnavailable
-from app.routes.inference import invalid, prepare, resolve
-from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, submit
+from app.routes.inference import conditioned, invalid, prepare, resolve
+from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, condition_metadata, evaluations, submit
 from app.serving.service import Service
 from app.serving.worker import SampleJob, SampleResult
 from app.wire import encoding
 from app.wire import grpc_messages as pb
 from app.wire.v2_protocol import (
     EXTENSIONS,
-    INPUTS,
     OUTPUTS,
     PLATFORM,
     V2Error,
@@ -56,6 +55,7 @@ from app.wire.v2_protocol import (
     binary_element,
     check_input,
     check_output,
+    model_inputs,
     one_element,
     output_tensors,
     require_n,
@@ -126,7 +126,8 @@ def read_inputs(request: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for index, tensor in enumerate(request.inputs):
         check_input(tensor.name, tensor.datatype, list(tensor.shape))
-        value = binary_element(tensor.name, raw[index]) if raw else one_element(tensor.name, _contents(tensor))
+        shape = list(tensor.shape)
+        value = binary_element(tensor.name, raw[index], shape) if raw else one_element(tensor.name, _contents(tensor), shape)
         add_input(values, tensor.name, value)
     require_n(values)
     return values
@@ -179,7 +180,7 @@ class InferenceServicer:
             name=request.name,
             versions=[loaded],
             platform=PLATFORM,
-            inputs=[tensor(name=name, datatype=datatype, shape=[1]) for name, datatype in INPUTS.items()],
+            inputs=[tensor(name=name, datatype=datatype, shape=shape) for name, datatype, shape in model_inputs(conditioned(self.service, request.name))],
             outputs=[tensor(name=name, datatype=datatype, shape=shape) for name, (datatype, shape) in OUTPUTS.items()],
         )
 
@@ -194,7 +195,7 @@ class InferenceServicer:
             values = read_inputs(request)
             requested = [check_output(output.name) for output in request.outputs] or None
             prepared = prepare(service, model, values, requested)
-            self._charge(context, prepared.params.n, prepared.steps)
+            self._charge(context, prepared.params.n, evaluations(prepared.job, prepared.steps))
             result = await self._run(prepared.job, context)
         except InvalidParameter as exc:  # admission: a request that could never run (SWIRL_MAX_QUEUE_WORK)
             await self._abort(context, self._translate(invalid(exc)))
@@ -207,7 +208,7 @@ class InferenceServicer:
 
         def answer() -> Any:
             response = pb.ModelInferResponse(model_name=model, model_version=loaded, id=request.id)
-            for name, value in answer_parameters(prepared.job.seed, params, prepared.steps).items():
+            for name, value in answer_parameters(prepared.job.seed, params, prepared.steps, condition_metadata(params, prepared.job)).items():
                 parameter = response.parameters[name]
                 if isinstance(value, float):
                     parameter.double_param = value

@@ -34,6 +34,11 @@ def resolve(service: Service, model: str, version: str | None) -> str:
     return current.id
 
 
+def conditioned(service: Service, model: str) -> bool:
+    """Whether ``model`` (a protocol name) takes u and guidance."""
+    return service.models.get(model_name(model)).checkpoint.net_config.conditioned
+
+
 def sample_request(values: dict[str, Any]) -> SampleRequest:
     """The inputs as /sample's parameters (400 naming the first bad input)."""
     try:

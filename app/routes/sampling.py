@@ -12,10 +12,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -39,8 +41,9 @@ from app.wire.schemas import (
     check_points,
     check_sample_limits,
 )
+from model.checkpoint import Checkpoint
 from model.diffusion import SamplerSpec
-from model.engine import check_request
+from model.engine import check_condition, check_request
 
 log = logging.getLogger("swirl.routes")
 router = APIRouter(tags=["sampling"])
@@ -64,6 +67,8 @@ SAMPLE_HEADERS = {
     "Swirl-Eta": header_doc("DDIM's η", "0.0"),
     "Swirl-Model": header_doc("sha256 of the checkpoint's weights", "3f1c…"),
     "Swirl-Space": header_doc("model or data", "model"),
+    "Swirl-U": header_doc("guided models: the arc position asked for, or per-point for a list", "0.5"),
+    "Swirl-Guidance": header_doc("guided models: the guidance weight used", "0.25"),
     "Swirl-Trajectory-T": header_doc("with trajectory_every: each frame's t, comma-separated, x_T … x_0", "10,5,0"),
     "Server-Timing": SERVER_TIMING_HEADER,
 }
@@ -91,7 +96,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
-    413: {"model": ErrorResponse, "description": "body larger than SWIRL_MAX_BODY_BYTES"},
+    413: {"model": ErrorResponse, "description": "body larger than SWIRL_MAX_BODY_BYTES (a POST /sample body: u_body_limit, sized from SWIRL_MAX_POINTS)"},
 }
 SAMPLE_EXAMPLE = {
     "n": 3,
@@ -203,8 +208,25 @@ def sample_job(params: SampleRequest, service: Service, location: str, request: 
     check_request(params.n, plan, params.trajectory_every)
     steps = len(plan.steps)
     check_sample_limits(params, steps, settings.max_response_points, location)
+    u, guidance = job_condition(params, version.checkpoint)
     seed = params.seed if params.seed is not None else seed32()
-    return SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name), steps
+    job = SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name, u=u, guidance=guidance)
+    return job, steps
+
+
+def job_condition(params: SampleRequest, checkpoint: Checkpoint) -> tuple[float | np.ndarray | None, float]:
+    """u and the guidance weight for a job on ``checkpoint`` (its default guidance when u comes
+    alone); the rules are the model's (``model.engine.check_condition``: 422 naming the field)."""
+    guidance = params.guidance
+    if guidance is None:
+        guidance = checkpoint.default_guidance if params.u is not None else 0.0
+    checked = check_condition(params.n, params.u, guidance, checkpoint.net_config.conditioned)
+    return (checked if isinstance(params.u, list) else params.u), guidance
+
+
+def evaluations(job: SampleJob, steps: int) -> int:
+    """Network evaluations per point of a job: a guided one (w > 0) evaluates u and ∅ at every step."""
+    return steps * (2 if job.guidance else 1)
 
 
 def sample_metadata(params: SampleRequest, job: SampleJob, steps: int, service: Service) -> dict[str, Any]:
@@ -219,7 +241,15 @@ def sample_metadata(params: SampleRequest, job: SampleJob, steps: int, service: 
         "model": served.id,
         "model_name": served.name,
         "space": params.space,
+        **condition_metadata(params, job),
     }
+
+
+def condition_metadata(params: SampleRequest, job: SampleJob) -> dict[str, Any]:
+    """u ("per-point" for a list) and the guidance used, for a conditioned request; nothing otherwise."""
+    if job.u is None:
+        return {}
+    return {"u": "per-point" if isinstance(params.u, list) else params.u, "guidance": job.guidance}
 
 
 async def encode_points(
@@ -260,7 +290,7 @@ async def encode_points(
 async def _sample(params: SampleRequest, service: Service, request: Request, location: str) -> Response:
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
     job, steps = sample_job(params, service, location, request)
-    charge(request, points=params.n, evaluations=steps)
+    charge(request, points=params.n, evaluations=evaluations(job, steps))
     result = await run_job(service, job, request)
     if result is None:
         return Response(status_code=499)
@@ -289,27 +319,63 @@ async def sample_get(service: ServiceDep, request: Request) -> Response:
     return await _sample(parse_query(SampleRequest, request), service, request, "query")
 
 
+POST_SAMPLE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": SampleRequest.model_json_schema(),  # inline: the route reads its own body (JSON, or .npy of u)
+                "examples": {
+                    "ddim": {"value": {"n": 2000, "seed": 7, "sampler": "ddim", "steps": 10}},
+                    "data space": {"value": {"n": 500, "seed": 1, "sampler": "dpmpp2m", "steps": 10, "space": "data"}},
+                    "guided, one u": {"value": {"n": 500, "seed": 1, "model": "swiss-roll-guided", "u": 0.3, "guidance": 1.0}},
+                    "guided, u per point": {"value": {"n": 3, "seed": 1, "model": "swiss-roll-guided", "u": [0.1, 0.5, 0.9]}},
+                },
+            },
+            NPY: {
+                "schema": {"type": "string", "format": "binary"},
+                "example": "(binary .npy: a 1-D array of n values of u; the other parameters in the query string)",
+            },
+        },
+    }
+}
+
+
+async def post_params(request: Request, max_points: int) -> SampleRequest:
+    """A POST's parameters: a JSON object (``SampleRequest``), or an ``.npy`` body of u with the
+    other parameters in the query string. 422 naming the field either way."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if content_type == NPY:
+        params = parse_query(SampleRequest, request)
+        if params.u is not None:
+            raise RequestValidationError([{"type": "value_error", "loc": ("query", "u"), "msg": "u comes in the .npy body; do not also send it in the query"}])
+        try:
+            u = encoding.read_npy_vector(body, "u", max_points)
+        except ValueError as exc:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "u"), "msg": str(exc)}]) from None
+        try:
+            return SampleRequest.model_validate({**params.model_dump(exclude_unset=True), "u": u.tolist()})
+        except ValidationError as exc:
+            raise RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]) from None
+    try:
+        return SampleRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]) from None
+
+
 @router.post(
     "/sample",
     response_model=SampleResponse,
     responses=_responses(BODY_ERRORS, SAMPLE_HEADERS, SAMPLE_EXAMPLE),
-    summary="Generate points (JSON body)",
+    summary="Generate points (JSON body, or an .npy body of u)",
+    openapi_extra=POST_SAMPLE_BODY,
 )
-async def sample_post(
-    params: Annotated[
-        SampleRequest,
-        Body(
-            openapi_examples={
-                "ddim": {"value": {"n": 2000, "seed": 7, "sampler": "ddim", "steps": 10}},
-                "data space": {"value": {"n": 500, "seed": 1, "sampler": "dpmpp2m", "steps": 10, "space": "data"}},
-            }
-        ),
-    ],
-    service: ServiceDep,
-    request: Request,
-) -> Response:
-    """The same as ``GET /sample``, with the parameters in a JSON object."""
-    return await _sample(params, service, request, "body")
+async def sample_post(service: ServiceDep, request: Request) -> Response:
+    """The same as ``GET /sample``, with the parameters in a JSON object; ``u`` may be a list of n
+    numbers, one per point. Or ``Content-Type: application/x-npy``: the body is a 1-D ``.npy`` of
+    the n values of u, the other parameters in the query string."""
+    return await _sample(await post_params(request, service.settings.max_points), service, request, "body")
 
 
 @router.get(

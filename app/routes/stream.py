@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.edge.rate_limit import charge
 from app.errors import RequestTimeout
-from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, ERRORS, SERVER_TIMING_HEADER, ClientGone, sample_job, sample_metadata, submit
+from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, ERRORS, SERVER_TIMING_HEADER, ClientGone, evaluations, sample_job, sample_metadata, submit
 from app.serving.service import Service, ServiceDep
 from app.serving.worker import SampleJob, SampleResult
 from app.wire import encoding
@@ -198,7 +198,7 @@ async def sample_stream(service: ServiceDep, request: Request) -> Response:
     if params.trajectory_every is None:
         params = params.model_copy(update={"trajectory_every": DEFAULT_EVERY})
     job, steps = sample_job(params, service, "query", request)
-    charge(request, points=params.n, evaluations=steps)
+    charge(request, points=params.n, evaluations=evaluations(job, steps))
     every = params.trajectory_every
     assert every is not None
     frames = FrameQueue(asyncio.get_running_loop(), frame_count(steps, every))

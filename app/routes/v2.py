@@ -24,8 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.edge.rate_limit import charge
-from app.routes.inference import invalid, prepare, resolve
-from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, run_job
+from app.routes.inference import conditioned, invalid, prepare, resolve
+from app.routes.sampling import ENCODE_OFF_LOOP_POINTS, condition_metadata, evaluations, run_job
 from app.serving.service import Service, ServiceDep
 from app.serving.worker import SampleResult
 from app.wire import encoding
@@ -34,7 +34,6 @@ from app.wire.negotiation import accepts_encoding
 from app.wire.schemas import LimitError, SampleRequest
 from app.wire.v2_protocol import (
     EXTENSIONS,
-    INPUTS,
     OUTPUTS,
     PLATFORM,
     V2Error,
@@ -43,6 +42,7 @@ from app.wire.v2_protocol import (
     binary_element,
     check_input,
     check_output,
+    model_inputs,
     one_element,
     output_tensors,
     require_n,
@@ -105,7 +105,7 @@ def _metadata(service: Service, model: str, version: str | None) -> Response:
             "name": model,
             "versions": [loaded],
             "platform": PLATFORM,
-            "inputs": [{"name": name, "datatype": datatype, "shape": [1]} for name, datatype in INPUTS.items()],
+            "inputs": [{"name": name, "datatype": datatype, "shape": shape} for name, datatype, shape in model_inputs(conditioned(service, model))],
             "outputs": [{"name": name, "datatype": datatype, "shape": shape} for name, (datatype, shape) in OUTPUTS.items()],
         }
     )
@@ -193,10 +193,10 @@ def _read_input(item: Any, binary: memoryview, offset: int) -> tuple[str, Any, i
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise V2Error(400, f"{where}: binary_data_size {size!r} does not fit the {len(binary) - offset} binary bytes left")
-        return name, binary_element(name, bytes(binary[offset : offset + size])), offset + size
+        return name, binary_element(name, bytes(binary[offset : offset + size]), item.get("shape")), offset + size
     if "data" not in item:
         raise V2Error(400, f"{where}: needs data (or binary_data_size)")
-    return name, one_element(name, list(_flatten(item["data"]))), offset
+    return name, one_element(name, list(_flatten(item["data"])), item.get("shape")), offset
 
 
 def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
@@ -213,7 +213,7 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     except zlib.error as exc:
         raise V2Error(400, f"content-encoding: the body is not valid {coding}: {exc}") from None
     if len(inflated) > limit or inflater.unconsumed_tail:
-        raise V2Error(413, f"body: inflated request body larger than {limit} bytes (SWIRL_MAX_BODY_BYTES)")
+        raise V2Error(413, f"body: inflated request body larger than {limit} bytes (SWIRL_MAX_BODY_BYTES + 32 × SWIRL_MAX_POINTS)")
     return inflated
 
 
@@ -254,11 +254,11 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
 async def _infer(request: Request, service: Service, model: str, version: str | None) -> Response:
     try:
         loaded = resolve(service, model, version)
-        body = decompress(await request.body(), request.headers.get("content-encoding"), service.settings.max_body_bytes)
+        body = decompress(await request.body(), request.headers.get("content-encoding"), service.settings.u_body_bytes())
         parsed = parse_infer(body, request.headers.get(INFERENCE_HEADER))
         prepared = prepare(service, model, parsed.values, None if parsed.outputs is None else list(parsed.outputs), request)
         params, job, steps = prepared.params, prepared.job, prepared.steps
-        charge(request, points=params.n, evaluations=steps)  # over the limit: 429 with {"error"}
+        charge(request, points=params.n, evaluations=evaluations(job, steps))  # over the limit: 429 with {"error"}
         result = await run_job(service, job, request)  # 503 and 504 keep their status, with {"error"} bodies
     except (LimitError, InvalidParameter) as exc:
         return _error(invalid(exc))
@@ -269,7 +269,7 @@ async def _infer(request: Request, service: Service, model: str, version: str | 
     header: dict[str, Any] = {
         "model_name": model,
         "model_version": loaded,
-        "parameters": answer_parameters(job.seed, params, steps),
+        "parameters": answer_parameters(job.seed, params, steps, condition_metadata(params, job)),
     }
     if parsed.id is not None:
         header["id"] = parsed.id

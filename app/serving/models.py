@@ -426,6 +426,7 @@ def model_payload(checkpoint: Checkpoint) -> dict[str, Any]:
         "training": meta.get("training", {}),
         "evaluation": meta.get("evaluation", {}),
         "samplers": [s for s in SAMPLERS if s != "student" or checkpoint.student_grids],
+        "condition": checkpoint.condition_info,  # guided models: kind, range, null_probability, default_guidance; null otherwise
         "student": checkpoint.student,  # distilled students: teacher, grids, method; null otherwise
         "student_steps": sorted(checkpoint.student_grids),  # the step counts the student sampler takes
         "endpoints": model_endpoints(checkpoint),
@@ -456,6 +457,7 @@ def listing(repository: ModelRepository, entry: ModelEntry) -> dict[str, Any]:
             parameter_count=info["parameter_count"],
             evaluation=info["evaluation"],
             endpoints=info["endpoints"],
+            condition=info["condition"],
             loaded_at=version.loaded_at,
             load_seconds=round(version.load_seconds, 4),
             warm_seconds=round(version.warm_seconds, 4),

@@ -73,6 +73,8 @@ class SampleJob:
     spec: SamplerSpec
     trajectory_every: int | None = None
     model: str | None = None  # a model's name; None is the default model
+    u: float | np.ndarray | None = None  # a guided model's arc position(s), checked (model.engine.check_condition)
+    guidance: float = 0.0  # its guidance weight w; a guided request costs two evaluations per step
     on_frame: Callable[[int, np.ndarray], None] | None = None  # streaming: each frame, on the engine thread
     future: Future[SampleResult] = field(default_factory=Future)
     request: EngineRequest | None = field(default=None, repr=False)
@@ -267,7 +269,16 @@ class Worker:
             if served is None:
                 served = self.resolve_model(job.model)
             plan = self._plan(served, job.spec)
-            request = EngineRequest(n=job.n, seed=job.seed, plan=plan, model=served.key, trajectory_every=job.trajectory_every, on_frame=job.on_frame)
+            request = EngineRequest(
+                n=job.n,
+                seed=job.seed,
+                plan=plan,
+                model=served.key,
+                trajectory_every=job.trajectory_every,
+                on_frame=job.on_frame,
+                u=job.u,
+                guidance=job.guidance,
+            )
             work = request.work
             if admission:
                 self._check_admission(work, served.name or served.key)

@@ -9,6 +9,7 @@
 import * as density from "./js/density.js";
 import { showError } from "./js/errors.js";
 import * as forward from "./js/forward.js";
+import * as guidance from "./js/guidance.js";
 import * as model from "./js/model.js";
 import * as playback from "./js/playback.js";
 import * as sample from "./js/sample.js";
@@ -16,7 +17,7 @@ import * as schedule from "./js/schedule.js";
 import * as score from "./js/score.js";
 import { on } from "./js/state.js";
 
-const PANELS = [schedule, forward, score, sample, playback, model, density];
+const PANELS = [schedule, forward, score, sample, playback, guidance, model, density];
 
 window.addEventListener("error", (event) => showError("page", event.error || new Error(event.message)));
 window.addEventListener("unhandledrejection", (event) => showError("page", event.reason));

@@ -57,6 +57,34 @@ def npy(array: np.ndarray, dtype: str = "<f4") -> bytes:
     return buffer.getvalue()
 
 
+def read_npy_vector(body: bytes, field: str, max_length: int) -> np.ndarray:
+    """A request body that is a 1-D ``.npy`` of numbers (float or int, any byte order) → float64 (k,).
+
+    Never unpickles (``allow_pickle=False``); ValueError naming ``field`` on anything else,
+    or when the header declares more than ``max_length`` values (checked before reading them).
+    """
+    stream = io.BytesIO(body)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, _, dtype = read_header(stream)  # the header alone: no data read yet
+    except (ValueError, OSError, SyntaxError, EOFError) as exc:
+        raise ValueError(f"{field}: the body is not a valid .npy file ({exc})") from None
+    if len(shape) != 1:
+        raise ValueError(f"{field}: the .npy must be 1-D (one value per point), got shape {shape}")
+    if shape[0] > max_length:
+        raise ValueError(f"{field}: the .npy holds {shape[0]} values, more than {max_length}")
+    if dtype.kind not in "fiu":
+        raise ValueError(f"{field}: the .npy must hold numbers, got dtype {dtype}")
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{field}: the body is not a valid .npy file ({exc})") from None
+    return np.asarray(array, dtype=np.float64)
+
+
 def stack_frames(frames: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
     """Trajectory frames [(t, (n, 2))] → one (frames, n, 2) float32 array."""
     return np.stack([frame for _, frame in frames]).astype(np.float32, copy=False)
@@ -82,6 +110,8 @@ METADATA_HEADERS = {
     "trajectory_t": "Swirl-Trajectory-T",
     "evaluations": "Swirl-Evaluations",
     "grid": "Swirl-Grid",
+    "u": "Swirl-U",
+    "guidance": "Swirl-Guidance",
 }
 """Metadata key → response header. Lists (the frames' t values) are comma-separated."""
 

@@ -11,7 +11,7 @@ steps) is the model's to say: ``model.diffusion.SamplerSpec`` / ``make_plan`` an
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,9 +35,20 @@ def reject_non_integers(value: Any) -> Any:
 
 def _reject_booleans(value: Any) -> Any:
     """Refuse JSON true/false for float fields (pydantic would coerce true → 1.0)."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(item, bool) for item in value)):
         raise ValueError("must be a number, not a boolean")
     return value
+
+
+ArcPosition = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+U_DESCRIPTION = (
+    "a guided model only (GET /models shows its condition): the arc position along the roll, 0 the inner end, 1 the outer; "
+    "one number for every point, or (POST) a list of n numbers, one per point; omitted: unconditional (the null condition)"
+)
+GUIDANCE_DESCRIPTION = (
+    "classifier-free guidance weight w in [0, MAX_GUIDANCE] (ε̂ = (1 + w)·ε(x, t, u) − w·ε(x, t, ∅)); "
+    "only with u; defaults to the model's measured best (its condition.default_guidance)"
+)
 
 
 class SampleRequest(BaseModel):
@@ -59,9 +70,11 @@ class SampleRequest(BaseModel):
     trajectory_every: int | None = Field(None, ge=1, description="also return the chain every k steps, x_T to x_0, for animation (1…steps)", examples=[5])
     space: Space = Field("model", description=SPACE_DESCRIPTION, examples=["data"])
     model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
+    u: ArcPosition | list[ArcPosition] | None = Field(None, description=U_DESCRIPTION, examples=[0.5])
+    guidance: float | None = Field(None, ge=0.0, allow_inf_nan=False, description=GUIDANCE_DESCRIPTION, examples=[0.25])
 
     _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(reject_non_integers)
-    _floats = field_validator("eta", mode="before")(_reject_booleans)
+    _floats = field_validator("eta", "u", "guidance", mode="before")(_reject_booleans)
 
 
 class ForwardRequest(BaseModel):
@@ -154,6 +167,8 @@ class SampleResponse(BaseModel):
     model: str = Field(description="id of the model version that answered: sha256 of its checkpoint's weights")
     model_name: str = Field(description="name of the model that answered")
     space: Space = Field(description="the space of every point in this answer")
+    u: float | str | None = Field(None, description="the arc position asked for (guided models): a number, or per-point for a list; absent when unconditional")
+    guidance: float | None = Field(None, description="the guidance weight used, with u")
     points: list[list[float]] = Field(description="(n, 2) samples, in `space`")
     trajectory: list[Frame] | None = Field(None, description="present when trajectory_every is given")
 
@@ -277,6 +292,9 @@ class ModelResponse(BaseModel):
     evaluation: dict[str, Any] = Field(description="python -m model.evaluate's results, empty when never evaluated")
     samplers: list[str] = Field(description="samplers /sample accepts")
     endpoints: list[str] = Field(description="what this model answers: /sample and /forward, and /log_prob and /score unless a distilled student")
+    condition: dict[str, Any] | None = Field(
+        None, description="a guided model's condition: kind (arc_position), range of u, null_probability in training, default_guidance; null otherwise"
+    )
     device: str = Field(description="where the model runs: cpu or cuda:N")
 
 
@@ -329,6 +347,7 @@ class ModelListing(BaseModel):
     parameter_count: int | None = None
     evaluation: dict[str, Any] | None = None
     endpoints: list[str] | None = Field(None, description="what this model answers (as GET /model says)")
+    condition: dict[str, Any] | None = Field(None, description="a guided model's condition (kind, range, null_probability, default_guidance); null otherwise")
     loaded_at: str | None = Field(None, description="when the serving version was loaded (UTC, ISO 8601)")
     load_seconds: float | None = Field(None, description="reading and verifying the checkpoint, building the network")
     warm_seconds: float | None = Field(None, description="the first run of each sampler through the engine")

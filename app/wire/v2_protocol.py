@@ -28,8 +28,13 @@ INPUTS: dict[str, str] = {
     "eta": "FP32",
     "trajectory_every": "INT64",
     "space": "BYTES",
+    "u": "FP32",
+    "guidance": "FP32",
 }
-"""Input name → datatype; each is shape [1]. Only ``n`` is required; the rest default as in /sample."""
+"""Input name → datatype; each is shape [1] but ``u``, which may also be [n] (one per point).
+Only ``n`` is required; the rest default as in /sample (``u`` and ``guidance``: guided models only)."""
+VECTOR_INPUTS = frozenset({"u"})
+CONDITION_INPUTS = frozenset({"u", "guidance"})
 OUTPUTS: dict[str, tuple[str, list[int]]] = {
     "points": ("FP32", [-1, 2]),
     "trajectory": ("FP32", [-1, -1, 2]),
@@ -51,8 +56,18 @@ def model_name(model: str) -> str | None:
     return None if model == DEFAULT_MODEL else model
 
 
+def model_inputs(conditioned: bool) -> list[tuple[str, str, list[int]]]:
+    """(name, datatype, shape) of each input of a model: u ([-1]: one, or one per point) and guidance for a guided one only."""
+    return [(name, datatype, [-1] if name in VECTOR_INPUTS else [1]) for name, datatype in INPUTS.items() if conditioned or name not in CONDITION_INPUTS]
+
+
+def is_vector(name: str, shape: list[int] | None) -> bool:
+    """An input sent as several elements: u with a shape other than [1]."""
+    return name in VECTOR_INPUTS and shape is not None and shape != [1]
+
+
 def check_input(name: str, datatype: Any, shape: Any) -> str:
-    """Check one input tensor's name, datatype and shape (one element); returns how errors name it."""
+    """Check one input tensor's name, datatype and shape (one element; u: [1] or [n]); returns how errors name it."""
     where = f"input '{name}'"
     if name not in INPUTS:
         raise V2Error(400, f"{where}: unknown input; this model takes {', '.join(INPUTS)}")
@@ -61,28 +76,35 @@ def check_input(name: str, datatype: Any, shape: Any) -> str:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise V2Error(400, f"{where}: shape must be a list of non-negative integers, got {shape!r}")
     count = int(np.prod(shape)) if shape else 1
-    if count != 1:
+    if is_vector(name, shape):
+        if len(shape) != 1 or count < 1:
+            raise V2Error(400, f"{where}: shape must be [1] or [n], got {shape}")
+    elif count != 1:
         raise V2Error(400, f"{where}: must hold exactly one element (shape [1]), got shape {shape}")
     return where
 
 
-def binary_element(name: str, raw: bytes) -> Any:
-    """An input's one element from its raw little-endian bytes (BYTES: a 4-byte length, then UTF-8)."""
+def binary_element(name: str, raw: bytes, shape: list[int] | None = None) -> Any:
+    """An input's one element (u of shape [n]: its n elements, a list) from its raw little-endian
+    bytes (BYTES: a 4-byte length, then UTF-8)."""
+    count = int(np.prod(shape)) if is_vector(name, shape) and shape else 1
     try:
-        return encoding.v2_decode_binary(raw, INPUTS[name], 1)[0]
+        values = encoding.v2_decode_binary(raw, INPUTS[name], count)
     except (ValueError, UnicodeDecodeError) as exc:
         raise V2Error(400, f"input '{name}': {exc}") from None
+    return values if is_vector(name, shape) else values[0]
 
 
-def one_element(name: str, values: list[Any]) -> Any:
-    """An input's one element from its listed data (FP32 as the shortest decimal that round-trips)."""
-    if len(values) != 1:
-        raise V2Error(400, f"input '{name}': data holds {len(values)} elements, the shape says 1")
-    value = values[0]
+def one_element(name: str, values: list[Any], shape: list[int] | None = None) -> Any:
+    """An input's one element (u of shape [n]: its n elements, a list) from its listed data (FP32
+    as the shortest decimal that round-trips)."""
+    count = int(np.prod(shape)) if is_vector(name, shape) and shape else 1
+    if len(values) != count:
+        raise V2Error(400, f"input '{name}': data holds {len(values)} elements, the shape says {count}")
     datatype = INPUTS[name]
-    if datatype in ("FP16", "FP32") and isinstance(value, int | float) and not isinstance(value, bool):
-        value = encoding.shortest_float(value, datatype)
-    return value
+    if datatype in ("FP16", "FP32"):
+        values = [encoding.shortest_float(v, datatype) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in values]
+    return values if is_vector(name, shape) else values[0]
 
 
 def add_input(values: dict[str, Any], name: str, value: Any) -> None:
@@ -121,6 +143,6 @@ def output_tensors(
     return tensors
 
 
-def answer_parameters(seed: int, params: SampleRequest, steps: int) -> dict[str, Any]:
-    """What was sampled, as the response's parameters."""
-    return {"seed": seed, "sampler": params.sampler, "steps": steps, "eta": params.eta, "space": params.space}
+def answer_parameters(seed: int, params: SampleRequest, steps: int, condition: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What was sampled, as the response's parameters (a guided model's: u and guidance too)."""
+    return {"seed": seed, "sampler": params.sampler, "steps": steps, "eta": params.eta, "space": params.space, **(condition or {})}

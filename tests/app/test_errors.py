@@ -158,7 +158,7 @@ async def test_extra_fields_are_refused(http: httpx.AsyncClient) -> None:
 
 
 async def test_oversized_body_with_content_length_is_413(http: httpx.AsyncClient) -> None:
-    body = b'{"n": 5, "seed": 1, "pad": "' + b"x" * 20_000 + b'"}'
+    body = b'{"n": 5, "seed": 1, "pad": "' + b"x" * 4_000_000 + b'"}'
     response = await http.post("/sample", content=body, headers={"content-type": "application/json"})
     assert_names_field(response, "body", status=413)
     assert "SWIRL_MAX_BODY_BYTES" in response.json()["error"]
@@ -168,7 +168,7 @@ async def test_oversized_streamed_body_without_content_length_is_413(http: httpx
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"n": 5, "seed": 1, "pad": "'
         for _ in range(40):
-            yield b"x" * 1000
+            yield b"x" * 100_000  # past the limit of a POST /sample body (it may carry u: SWIRL_MAX_BODY_BYTES + 32 × SWIRL_MAX_POINTS)
         yield b'"}'
 
     response = await http.post("/sample", content=chunks(), headers={"content-type": "application/json"})

@@ -503,3 +503,52 @@ def test_the_docs_render_under_their_policy(guarded: Callable[[str], Guarded], l
     # ReDoc's sidebar links its own logo from its CDN: refusing that third-party request is the policy working
     assert [v for v in visit.violations() if not v["blocked"].startswith(REDOC_LOGO)] == []
     assert [m for m in visit.console if CSP_CONSOLE.search(m) and REDOC_LOGO not in m] == []
+
+
+SET_RANGE = """([selector, value]) => {
+    const input = document.querySelector(selector);
+    input.value = String(value);
+    input.dispatchEvent(new Event("input", {bubbles: true}));
+    input.dispatchEvent(new Event("change", {bubbles: true}));
+}"""
+
+
+def test_the_arc_position_and_guidance_sliders_steer_the_reverse_chain(visit: Visit) -> None:
+    page = visit.page
+    page.wait_for_function("() => window.swirl.ready.guidance && window.swirl.ready.sample && window.swirl.sampleDone", timeout=3 * TIMEOUT_MS)
+    # the default model has no condition: the page found the guided one; "none" leaves guidance off and draws no conditional
+    assert page.is_enabled("#arc-input") and not page.is_enabled("#guidance-input")
+    assert page.text_content("#arc-output") == "none" and visit.state("guidance")["model"] == "swiss-roll-guided"
+    assert not visit.state("conditionalDraws")
+    page.select_option("#sampler-select", "ddim")
+    page.fill("#steps-input", "10")
+    page.fill("#n-input", "400")
+    page.fill("#seed-input", "5")
+
+    # an arc position: the request names the guided model, u and its default guidance; the conditional is drawn faintly
+    with page.expect_request(lambda r: "/sample/stream?" in r.url) as request:
+        page.evaluate(SET_RANGE, ["#arc-input", 30])
+    url = request.value.url
+    assert "model=swiss-roll-guided" in url and "u=0.3" in url and "guidance=0.25" in url, url
+    assert page.text_content("#arc-output") == "0.30" and page.is_enabled("#guidance-input")
+    page.wait_for_function("() => { const s = window.swirl.lastSample; return !!s && s.u === 0.3 && s.guidance === 0.25 && window.swirl.chainDone; }")
+    assert "u = 0.3, w = 0.25" in page.text_content("#sample-info")
+    assert visit.state("conditionalDraws") > 0
+
+    # a stronger guidance weight: a new chain with it
+    with page.expect_request(lambda r: "/sample/stream?" in r.url) as request:
+        page.evaluate(SET_RANGE, ["#guidance-input", 1])
+    assert "u=0.3" in request.value.url and "guidance=1" in request.value.url
+    page.wait_for_function("() => { const s = window.swirl.lastSample; return !!s && s.guidance === 1 && window.swirl.chainDone; }")
+    assert page.text_content("#guidance-output") == "1.00"
+
+    # back to none: unconditional again, on the default model, without the conditional
+    with page.expect_request(lambda r: "/sample/stream?" in r.url) as request:
+        page.evaluate(SET_RANGE, ["#arc-input", -1])
+    url = request.value.url
+    assert "u=" not in url and "guidance=" not in url and "model=" not in url, url
+    page.wait_for_function("() => { const s = window.swirl.lastSample; return !!s && s.u === undefined && window.swirl.chainDone; }")
+    drawn, frames = visit.state("conditionalDraws"), visit.state("framesDrawn")
+    page.wait_for_function(f"() => window.swirl.framesDrawn > {frames}")  # the replay draws frames, without the conditional
+    assert not page.is_enabled("#guidance-input") and visit.state("conditionalDraws") == drawn
+    assert visit.unexpected_errors() == []

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -90,8 +91,8 @@ def test_readme_curl_examples_work(live_server: str, tmp_path: Path) -> None:
                 assert "name" in payload
             elif expected == 200 and "/sample" in command:
                 assert "points" in payload
-                model = re.search(r"[?&]model=([\w.-]+)", command)
-                assert payload["model_name"] == (model.group(1) if model else "swiss-roll")
+                model = re.search(r'[?&]model=([\w.-]+)|"model": "([\w.-]+)"', command)
+                assert payload["model_name"] == (next(filter(None, model.groups())) if model else "swiss-roll")
 
 
 def run_example(code: str, live_server: str) -> None:
@@ -194,6 +195,10 @@ def command_class(command: str) -> str:
         return "long"  # a Ray cluster / Kubernetes (tests/ray runs the same entry point on a real local cluster)
     if re.match(r"(\w+=\S+\s+)*make (serve|train)$", command) or command.startswith(".venv/bin/python -m model."):
         return "local"
+    if command.startswith(".venv/bin/python scripts/generate_grpc.py"):
+        return "generate"  # test_docs_generate_command_reproduces_the_shipped_module
+    if command.startswith(".venv/bin/pip install ./clients/python"):
+        return "package"  # test_docs_client_install_command_installs_the_command_line
     return "unknown"
 
 
@@ -204,6 +209,34 @@ def test_every_readme_shell_command_is_covered() -> None:
     assert not unknown, f"commands in the README or docs/ that no test runs: {unknown}"
     for command in commands:
         assert not re.match(r"python3? ", command), f"{command!r}: plain `python` is not .venv's on a fresh clone"
+
+
+def test_docs_generate_command_reproduces_the_shipped_module(fresh_copy: Path) -> None:
+    """The documented regeneration of the gRPC descriptor, run verbatim in a fresh copy, rewrites
+    the module to exactly the bytes the repository ships."""
+    (command,) = [c for c in shell_commands() if command_class(c) == "generate"]
+    module = Path("app/wire/grpc_predict_v2_descriptor.py")
+    (fresh_copy / module).write_text("stale\n")
+    completed = run_in(fresh_copy, command)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (fresh_copy / module).read_bytes() == (ROOT / module).read_bytes()
+
+
+def test_docs_client_install_command_installs_the_command_line(tmp_path: Path) -> None:
+    """The documented install of the client package, run verbatim in its own environment (never the
+    shared .venv), gives a working swirl-client."""
+    (command,) = [c for c in shell_commands() if command_class(c) == "package"]
+    shutil.copytree(ROOT / "clients" / "python", tmp_path / "clients" / "python", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / ".venv")], check=True, timeout=120)
+    # httpx, numpy and setuptools from this checkout's environment (a .pth path), so the install needs no index
+    (site,) = (tmp_path / ".venv" / "lib").glob("python3*/site-packages")
+    (site / "shared_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    for bundled in [*site.glob("setuptools*"), *site.glob("_distutils_hack"), *site.glob("distutils-precedence.pth")]:  # venv's old copy
+        shutil.rmtree(bundled) if bundled.is_dir() else bundled.unlink()
+    completed = subprocess.run(command + " --quiet --no-deps --no-build-isolation", shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    installed = subprocess.run([str(tmp_path / ".venv" / "bin" / "swirl-client"), "--help"], capture_output=True, text=True, timeout=60)
+    assert installed.returncode == 0 and "sample" in installed.stdout, installed.stderr[-2000:]
 
 
 def test_compose_commands_in_the_readme_are_the_ones_the_container_test_runs() -> None:

@@ -166,7 +166,7 @@ def body_cases() -> list[tuple[str, bytes, str]]:
     ]
     for label, raw_body in malformed:
         cases.append((label, raw_body, "body"))
-    cases.append(("oversized body", b'{"n": 5, "pad": "' + b"x" * 20_000 + b'"}', "body"))
+    cases.append(("oversized body", b'{"n": 5, "pad": "' + b"x" * 4_000_000 + b'"}', "body"))
     return cases
 
 

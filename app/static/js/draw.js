@@ -1,6 +1,6 @@
 /* Drawing helpers shared by the panels: the palette, a HiDPI-ready canvas (prepare), axis ticks,
    number formats, and the scatter plot on the fixed square [-AXIS, AXIS]² that the forward and
-   reverse panels use. drawScatter takes overlays: functions drawn over the points, in data coordinates. */
+   reverse panels use. drawScatter takes overlays and underlays: functions drawn over (or under) the points, in data coordinates. */
 
 export const AXIS = 3; // scatter plots show the fixed square [-AXIS, AXIS]²
 
@@ -73,7 +73,7 @@ const signed = (v) => (v < 0 ? MINUS + Math.abs(v) : String(v));
 // Scatter plot on the fixed square [-AXIS, AXIS]². layers ({points, color, alpha, radius}) are drawn
 // in order, then each overlay(ctx, view) inside the square's clip, then the label in the corner.
 // view = {sx, sy, size, x0, y0, scale}: sx(x), sy(y) map data coordinates to canvas pixels.
-export function drawScatter(canvas, layers, label, overlays = []) {
+export function drawScatter(canvas, layers, label, overlays = [], underlays = []) {
   const { ctx, w, h } = prepare(canvas);
   const padL = 24;
   const padB = 20;
@@ -113,6 +113,12 @@ export function drawScatter(canvas, layers, label, overlays = []) {
   ctx.rect(x0, y0, size, size);
   ctx.clip();
   const scale = size / 420; // dots grow a little on big canvases
+  const view = { sx, sy, size, x0, y0, scale };
+  for (const underlay of underlays) {
+    ctx.save();
+    underlay(ctx, view);
+    ctx.restore();
+  }
   for (const layer of layers) {
     if (!layer.points) continue;
     const r = layer.radius * Math.max(0.8, Math.min(1.4, scale));
@@ -131,7 +137,6 @@ export function drawScatter(canvas, layers, label, overlays = []) {
     }
   }
   ctx.globalAlpha = 1;
-  const view = { sx, sy, size, x0, y0, scale };
   for (const overlay of overlays) {
     ctx.save();
     overlay(ctx, view);

@@ -2,7 +2,7 @@
    reference points), and its playback (#play, #pause, #scrub, #frame-label). Holds the frames of
    the chain on screen; the sampler (sample.js) feeds a chain in with beginChain, addFrame and
    finishChain (or abandonChain). Only a finished chain's last frame is labelled "final samples".
-   addOverlay(fn) draws fn(ctx, view) over the frame (see drawScatter). */
+   addOverlay(fn) draws fn(ctx, view) over the frame, addUnderlay(fn) under it (see drawScatter). */
 
 import { api } from "./api.js";
 import { clearError, showError } from "./errors.js";
@@ -20,9 +20,16 @@ let previous = null; // the chain shown before the one now arriving, back on scr
 let animationHandle = null;
 let lastFrameAt = 0;
 const overlays = [];
+const underlays = [];
 
 export function addOverlay(overlay) {
   overlays.push(overlay);
+  draw();
+}
+
+// fn(ctx, view) drawn under the points (behind the samples), as addOverlay draws over them.
+export function addUnderlay(underlay) {
+  underlays.push(underlay);
   draw();
 }
 
@@ -111,6 +118,7 @@ export function draw() {
     ],
     swirl.frameLabel,
     overlays,
+    underlays,
   );
   if (frame) swirl.framesDrawn += 1;
   updateControls();

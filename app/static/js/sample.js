@@ -123,8 +123,9 @@ function requestParams() {
 
 function describe(data, seconds) {
   const etaText = data.sampler === "ddim" ? `, η = ${data.eta}` : "";
+  const guidedText = data.u !== undefined ? ` · ${data.model_name}, u = ${data.u}, w = ${data.guidance}` : "";
   return (
-    `${SAMPLER_NAMES[data.sampler] || data.sampler}, ${data.steps} steps${etaText} · n = ${data.n.toLocaleString("en-US")} · seed ${data.seed} · ` +
+    `${SAMPLER_NAMES[data.sampler] || data.sampler}, ${data.steps} steps${etaText}${guidedText} · n = ${data.n.toLocaleString("en-US")} · seed ${data.seed} · ` +
     `${playback.frameCount()} frames · ${seconds.toFixed(2)} s round trip`
   );
 }
@@ -162,6 +163,7 @@ export async function run() {
         swirl.streaming = false;
         swirl.sampleResponses += 1;
         swirl.lastSample = { n: data.n, seed: data.seed, sampler: data.sampler, steps: data.steps, eta: data.eta };
+        if (data.u !== undefined) Object.assign(swirl.lastSample, { model: data.model_name, u: data.u, guidance: data.guidance }); // a guided chain
         swirl.ready.sample = true;
         clearError("sample");
         $("sample-info").textContent = describe(data, timing.done / 1000);

@@ -57,7 +57,7 @@ async def test_every_response_carries_an_id_and_generated_ids_differ(http: httpx
         await http.get("/healthz"),
         await http.get("/sample", params={"n": 0}),  # 422
         await http.get("/nowhere"),  # 404
-        await http.post("/sample", content=b"x" * 20_000, headers={"content-type": "application/json"}),  # 413
+        await http.post("/sample", content=b"x" * 4_000_000, headers={"content-type": "application/json"}),  # 413
         await http.delete("/sample"),  # 405
         await http.get("/boom"),  # an unexpected exception: 500
     ]

@@ -108,7 +108,7 @@ async def test_page_assets_docs_and_errors_answer_with_the_security_headers(http
     assert (await http.get("/static/app.js")).headers["content-security-policy"] == PAGE_CSP
     assert (await http.get("/no-such-page")).status_code == 404
     # refused before routing: too large a body, a method the route lacks
-    too_large = await http.post("/sample", content=b"x" * 20_000, headers={"content-type": "application/json"})
+    too_large = await http.post("/sample", content=b"x" * 4_000_000, headers={"content-type": "application/json"})
     assert too_large.status_code == 413
     assert_secure(too_large, "413")
     not_allowed = await http.delete("/healthz")

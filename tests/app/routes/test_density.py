@@ -117,8 +117,8 @@ async def test_log_prob_body_limit_comes_from_its_point_limit_and_holds_before_t
     streamed = await app.http.post("/log_prob", content=chunks(), headers={"content-type": "application/json"})
     assert "content-length" not in streamed.request.headers
     assert_names(streamed, "body", status=413)
-    # /sample keeps its own small limit
-    assert (await app.http.post("/sample", content=b"x" * 20_000, headers={"content-type": "application/json"})).status_code == 413
+    # /sample keeps its own limit (SWIRL_MAX_BODY_BYTES plus room for u per point: under 1 MB here)
+    assert (await app.http.post("/sample", content=b"x" * 1_000_000, headers={"content-type": "application/json"})).status_code == 413
 
 
 async def test_score_is_the_networks_minus_eps_over_sigma_on_the_lattice(app: Any, tiny_checkpoint: Path) -> None:

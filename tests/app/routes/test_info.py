@@ -152,7 +152,7 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
         return "example" in item or bool(item.get("examples"))
 
     for path, expected in (
-        ("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model"}),
+        ("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model", "u", "guidance"}),
         ("/forward", {"t", "n", "seed", "space", "model"}),
     ):
         parameters = schema["paths"][path]["get"]["parameters"]
@@ -161,8 +161,9 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
             assert has_example(parameter) or has_example(parameter["schema"]), (path, parameter["name"])
     body = schema["paths"]["/sample"]["post"]["requestBody"]["content"]["application/json"]
     assert body.get("examples") or body.get("example")
-    request_schema = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[-1]]
-    assert set(request_schema["properties"]) == {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model"}
+    # inline (the route reads its body itself: JSON, or an .npy of u), or a component
+    request_schema = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[-1]] if "$ref" in body["schema"] else body["schema"]
+    assert set(request_schema["properties"]) == {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model", "u", "guidance"}
     for name, prop in request_schema["properties"].items():
         assert has_example(prop), name
     assert request_schema.get("additionalProperties") is False
