@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from app.wire.encoding import FastJSON
 from app.wire.schemas import LimitError
-from model.engine import NonFiniteError
+from model.engine import DeadlineExceeded, NonFiniteError
 from model.errors import InvalidParameter
 
 log = logging.getLogger("swirl.errors")
@@ -90,6 +90,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestTimeout)
     async def on_timeout(request: Request, exc: RequestTimeout) -> Response:
         return FastJSON({"error": str(exc)}, status_code=504)
+
+    @app.exception_handler(DeadlineExceeded)
+    async def on_deadline(request: Request, exc: DeadlineExceeded) -> Response:
+        return FastJSON({"error": f"the deadline (timeout_ms or SWIRL_REQUEST_TIMEOUT_S) passed mid-chain: {exc}"}, status_code=504)
 
     @app.exception_handler(NonFiniteError)
     async def on_non_finite(request: Request, exc: NonFiniteError) -> Response:

@@ -24,7 +24,7 @@ from app.edge.rate_limit import charge
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.process.randomness import seed32
 from app.serving.service import Service, ServiceDep
-from app.serving.worker import Overloaded, SampleJob, SampleResult, WorkerStopped
+from app.serving.worker import DeadlineUnmeetable, Overloaded, SampleJob, SampleResult, WorkerStopped
 from app.wire import encoding
 from app.wire.encoding import JSON, NPY, POINT_FORMATS
 from app.wire.negotiation import accepts_encoding, negotiate
@@ -33,6 +33,7 @@ from app.wire.schemas import (
     ErrorResponse,
     ForwardRequest,
     ForwardResponse,
+    LimitError,
     SampleRequest,
     SampleResponse,
     check_forward_limits,
@@ -40,7 +41,7 @@ from app.wire.schemas import (
     check_sample_limits,
 )
 from model.diffusion import SamplerSpec
-from model.engine import check_request
+from model.engine import PRIORITIES, DeadlineExceeded, check_request
 
 log = logging.getLogger("swirl.routes")
 router = APIRouter(tags=["sampling"])
@@ -138,7 +139,11 @@ async def _await_result(job: SampleJob, request: Request, timeout: float) -> Sam
     result.cancel()
     if disconnect in done:
         raise ClientGone
-    raise RequestTimeout(f"the request took longer than {timeout:g} s (SWIRL_REQUEST_TIMEOUT_S)")
+    raise RequestTimeout(_timeout_message(job, timeout))
+
+
+def _timeout_message(job: SampleJob, timeout: float) -> str:
+    return f"the request took longer than {timeout:g} s ({'timeout_ms' if job.timeout_s is not None else 'SWIRL_REQUEST_TIMEOUT_S'})"
 
 
 def submit(service: Service, job: SampleJob) -> None:
@@ -151,16 +156,22 @@ def submit(service: Service, job: SampleJob) -> None:
     except WorkerStopped as exc:
         service.metrics.rejected.labels(reason="shutting_down").inc()
         raise ServiceUnavailable(str(exc), "shutting_down") from None
+    except DeadlineUnmeetable as exc:
+        service.metrics.rejected.labels(reason="deadline_unmeetable").inc()
+        raise RequestTimeout(f"refused at once: {exc}") from None
 
 
 async def run_job(service: Service, job: SampleJob, request: Request) -> SampleResult | None:
     """Submit ``job`` and wait for its result: 503/504 as errors, None when the client has gone."""
     submit(service, job)
+    timeout = service.worker.timeout_s(job)
     try:
-        return await _await_result(job, request, service.settings.request_timeout_s)
+        return await _await_result(job, request, timeout)
     except RequestTimeout:
         service.metrics.rejected.labels(reason="timeout").inc()
         raise
+    except DeadlineExceeded:  # the engine dropped it mid-chain (counted by the worker)
+        raise RequestTimeout(_timeout_message(job, timeout)) from None
     except ClientGone:
         service.metrics.rejected.labels(reason="client_gone").inc()
         return None
@@ -187,7 +198,22 @@ def sample_job(params: SampleRequest, service: Service, location: str, request: 
     steps = len(plan.steps)
     check_sample_limits(params, steps, settings.max_response_points, location)
     seed = params.seed if params.seed is not None else seed32()
-    return SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name), steps
+    priority = priority_of(params, request, settings.priority_header)
+    timeout_s = params.timeout_ms / 1000 if params.timeout_ms is not None else None
+    job = SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name, priority=priority, timeout_s=timeout_s)
+    return job, steps
+
+
+def priority_of(params: SampleRequest, request: Request | None, header: str) -> str:
+    """The request's priority class: the trusted header's (SWIRL_PRIORITY_HEADER, set by a gateway) when
+    configured and present, else the ``priority`` parameter. A header value that is no class is a 422."""
+    value = request.headers.get(header) if header and request is not None else None
+    if value is None:
+        return params.priority
+    value = value.strip().lower()
+    if value not in PRIORITIES:
+        raise LimitError(header, f"the {header} header must be one of {', '.join(PRIORITIES)}, got {value[:32]!r}", "header")
+    return value
 
 
 def sample_metadata(params: SampleRequest, job: SampleJob, steps: int, service: Service) -> dict[str, Any]:
