@@ -96,3 +96,27 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float, log_p
         time.sleep(poll_s)
     process.kill()
     raise RuntimeError(f"server not ready in {timeout:g} s:\n{log_path.read_text(errors='replace')[-3000:]}")
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and every process below it, in seconds (from /proc): a server's
+    CPU cost, which scatters far less than wall-clock figures on a shared machine."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    ticks, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            ticks += int(stats[current][11]) + int(stats[current][12])
+        todo.extend(children.get(current, []))
+    return ticks / os.sysconf("SC_CLK_TCK")

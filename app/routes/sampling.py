@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Annotated, Any
 
 import numpy as np
@@ -23,9 +24,11 @@ from app.edge.middleware import MODEL_SCOPE_KEY
 from app.edge.rate_limit import charge
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.process.randomness import seed32
+from app.serving.response_cache import AnswerKey, CachedAnswer
 from app.serving.service import Service, ServiceDep
 from app.serving.worker import DeadlineUnmeetable, Overloaded, SampleJob, SampleResult, WorkerStopped
 from app.wire import encoding
+from app.wire.conditional import none_match
 from app.wire.encoding import JSON, NPY, POINT_FORMATS
 from app.wire.negotiation import accepts_encoding, negotiate
 from app.wire.query import parse_query, query_openapi
@@ -244,7 +247,7 @@ async def encode_points(
     space = metadata["space"]
     normalisation = service.models.get(metadata.get("model_name")).checkpoint.normalisation
     gzip_min = service.settings.gzip_min_bytes
-    compress = media_type == JSON and gzip_min > 0 and accepts_encoding(request.headers.get("accept-encoding"), "gzip")
+    compress = _gzip_wanted(request, service, media_type)
 
     def encode() -> tuple[bytes, dict[str, str], float]:
         started = time.perf_counter()
@@ -266,13 +269,63 @@ async def encode_points(
     return Response(body, media_type=media_type, headers=headers)
 
 
+def answer_key(params: SampleRequest, version: Hashable, steps: int, media_type: str, compress: bool, seed: int) -> AnswerKey:
+    """The response cache's key for a seeded answer: everything its bytes depend on, nothing else
+    (priority and timeout_ms change when, not what)."""
+    parameters: dict[str, object] = {"n": params.n, "seed": seed, "sampler": params.sampler, "steps": steps, "eta": float(params.eta)}
+    parameters |= {"trajectory_every": params.trajectory_every, "space": params.space}
+    return AnswerKey(version, media_type, "gzip" if compress else "", tuple(sorted(parameters.items())))
+
+
+def _gzip_wanted(request: Request, service: Service, media_type: str) -> bool:
+    gzip_min = service.settings.gzip_min_bytes
+    return media_type == JSON and gzip_min > 0 and accepts_encoding(request.headers.get("accept-encoding"), "gzip")
+
+
+CACHE_KEPT_HEADERS = ("server-timing", "content-length", "content-type")  # per answer, not per cached body
+
+
 async def _sample(params: SampleRequest, service: Service, request: Request, location: str) -> Response:
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
     job, steps = sample_job(params, service, location, request)
+    cache, key, validators = service.response_cache, None, dict[str, str]()
+    if params.seed is not None:  # a seeded answer is a pure function of its key: cacheable
+        served = service.models.get(job.model).served
+        key = answer_key(params, served.key, steps, media_type, _gzip_wanted(request, service, media_type), job.seed)
+        if request.method == "GET":
+            validators = _validators(key, served.id, service)
+            if none_match(request.headers.get("if-none-match"), validators["ETag"]):
+                return Response(status_code=304, headers={**validators, "Vary": "Accept, Accept-Encoding"})
+        hit = cache.get(key)
+        if hit is not None:
+            headers = {**hit.headers, **validators, "Server-Timing": 'cache;desc="hit"'}
+            return Response(hit.body, media_type=hit.media_type, headers=headers)
     charge(request, points=params.n, evaluations=steps)
     result = await run_job(service, job, request)
     if result is None:
         return Response(status_code=499)
+    response = await _encode_sample(params, job, steps, service, request, media_type, result)
+    if key is not None and job.served is not None:
+        # stored under the version that computed it, and only while that version is still the current one
+        key = replace(key, version=job.served.key)
+        if service.models.get(job.model).served.key == key.version:
+            kept = {name: value for name, value in response.headers.items() if name not in CACHE_KEPT_HEADERS}
+            cache.put(key, CachedAnswer(bytes(response.body), media_type, kept))
+        if request.method == "GET":
+            response.headers.update(_validators(key, job.served.id, service))
+    return response
+
+
+def _validators(key: AnswerKey, model_id: str, service: Service) -> dict[str, str]:
+    """ETag and Cache-Control for a seeded GET answer: immutable, since its bytes never change."""
+    max_age = service.settings.cache_max_age_s
+    control = f"public, max-age={max_age}, immutable" if max_age else "no-cache"
+    return {"ETag": key.etag(model_id), "Cache-Control": control}
+
+
+async def _encode_sample(
+    params: SampleRequest, job: SampleJob, steps: int, service: Service, request: Request, media_type: str, result: SampleResult
+) -> Response:
     metadata = sample_metadata(params, job, steps, service)
     frames = result.trajectory if params.trajectory_every is not None else None
     if frames is not None:
