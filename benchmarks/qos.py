@@ -11,6 +11,9 @@
    requests' p50/p99 and the low requests' share of the rows; then 16 high clients of 1,000
    points saturate it as well, and the low share shows their floor. The previous commit has no
    priority (its requests are sent without one).
+3. cache (this tree, its default 64 MiB cache): a seeded 10,000-point DDPM request sampled
+   (fresh seeds) against the same request repeated (a cache hit), and a 304 revalidation
+   (``If-None-Match``) against ``/healthz``: median latency and server CPU per request.
 
 Both servers run from their own tree with the same virtual environment (``SWIRL_WORKERS=1``),
 in turn, round after round, so machine noise hits them alike.
@@ -25,6 +28,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,6 +67,38 @@ async def saturated(port: int, duration: float, high_clients: int, high_n: int, 
     return high, done["high"], done["low"]
 
 
+async def cache_timings(port: int, pid: int, repeats: int = 40) -> list[tuple[str, float, float]]:
+    """(name, median ms, server CPU ms per request) for sampled, cached, 304 and /healthz requests."""
+    target = "/sample?n=10000&seed={}"
+    _, _ = await raw_get("127.0.0.1", port, target.format(0))  # warm
+    etag = await etag_of(port, target.format(0))
+
+    async def timed(name: str, make: Callable[[int], tuple[str, str]], count: int, status: int) -> tuple[str, float, float]:
+        cpu, latencies = process_tree_cpu_seconds(pid), []
+        for k in range(count):
+            path, headers = make(k)
+            t0 = time.perf_counter()
+            got, _ = await raw_get("127.0.0.1", port, path, headers)
+            latencies.append(time.perf_counter() - t0)
+            assert got == status, (name, got)
+        return name, statistics.median(latencies) * 1e3, (process_tree_cpu_seconds(pid) - cpu) / count * 1e3
+
+    return [
+        await timed("sampled (fresh seeds), n = 10,000", lambda k: (target.format(1000 + k), ""), 10, 200),
+        await timed("cache hit, n = 10,000", lambda k: (target.format(0), ""), repeats, 200),
+        await timed("If-None-Match → 304", lambda k: (target.format(0), f"If-None-Match: {etag}\r\n"), repeats * 5, 304),
+        await timed("/healthz", lambda k: ("/healthz", ""), repeats * 5, 200),
+    ]
+
+
+async def etag_of(port: int, target: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    writer.close()
+    return next(line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("etag:"))
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -73,9 +109,9 @@ def main() -> None:
     p.add_argument("--previous", default="8833e25", help="the commit to compare with (default: the one before #28)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per saturated run")
-    p.add_argument("--only", choices=["bound", "priority"], action="append")
+    p.add_argument("--only", choices=["bound", "priority", "cache"], action="append")
     args = p.parse_args()
-    scenarios = set(args.only or ["bound", "priority"])
+    scenarios = set(args.only or ["bound", "priority", "cache"])
     previous = export_previous(args.previous)
     print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.2f}\n")
     configs = [(f"previous ({args.previous})", previous, False), ("this tree", ROOT, True)]
@@ -112,9 +148,17 @@ def main() -> None:
             latencies = [s for r in results for s in r[0]]
             high_work, low_work = sum(r[1] for r in results), sum(r[2] for r in results)
             share = low_work / max(high_work + low_work, 1)
-            rows.append([label, name, len(latencies), f"{quantile(latencies, 0.5) * 1e3:.0f}", f"{quantile(latencies, 0.99) * 1e3:.0f}", f"{share:.0%}"])
+            rows.append([label, name, str(len(latencies)), f"{quantile(latencies, 0.5) * 1e3:.0f}", f"{quantile(latencies, 0.99) * 1e3:.0f}", f"{share:.0%}"])
         print(f"\nsaturated by low requests, {args.duration:g} s × {args.rounds} rounds (the previous commit: no priorities):\n")
         print(table(["server", "load", "high requests", "high p50 ms", "high p99 ms", "low share of rows"], rows))
+    if "cache" in scenarios:
+        server = start("this tree, cache", ROOT, {"SWIRL_WORKERS": "1"})
+        try:
+            rows = [[name, f"{ms:.2f}", f"{cpu_ms:.2f}"] for name, ms, cpu_ms in asyncio.run(cache_timings(server.port, server.process.pid))]
+        finally:
+            stop(server)
+        print("\nthe response cache (this tree, one process; medians, server CPU per request):\n")
+        print(table(["request", "latency ms", "server CPU ms"], rows))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -34,7 +34,9 @@ default, is *small*), then by ``arrival + remaining work / throughput``; blocks 
 that order until the row budget is reached. Small requests never rank behind a large one of
 their class, however aged: so while the small rows ranked ahead of a small request fit in the
 budget, it runs in every tick from the one after its arrival and ends after exactly its own
-number of steps (its hard bound, tests/model/test_engine_qos.py). A block that does not fit in what is left of the tick waits (and
+number of steps (its hard bound, tests/model/test_engine_qos.py). A block may overshoot the
+budget by the small requests' rows in the tick (at most ``small_rows``), so a large request
+keeps its block in every tick beside small ones and loses no ticks to them. A block that does not fit in what is left of the tick waits (and
 lets smaller requests behind it in) and earns the rows left unused, at least half a budget,
 as credit, running once credit covers it: next to small requests, a long request's
 8,192-row block runs every other tick, so half the ticks a small request needs are short,
@@ -398,18 +400,20 @@ class Engine:
             self._overflow.clear()
             return self._schedule_shared(order, len(models))
         self._credit.clear()
-        budget, used, picked = self.tick_rows, 0, list[_Block]()
+        budget, used, picked, slack = self.tick_rows, 0, list[_Block](), 0
         waiting: dict[int, int] = {}  # class → rows of its first block that waited, in rank order
         for request in order:
             credit = self._overflow.get(request.priority, 0)
-            if used >= budget and not credit:  # the tick is full: only a class with credit may still take a block
+            if request.n <= self.small_rows:  # a block may overshoot the budget by the small rows in the tick (at most small_rows)
+                slack = min(slack + request.n, self.small_rows)
+            if used >= budget + slack and not credit:  # the tick is full: only a class with credit may still take a block
                 if request.priority not in waiting:
                     waiting[request.priority] = next(b.rows for b in _block_order(request) if b.k < b.coefs.length)
                 continue
             for block in _block_order(request):
                 if block.k >= block.coefs.length:
                     continue
-                room = budget - used
+                room = budget - used + slack
                 if block.rows > room + credit and picked:
                     waiting.setdefault(request.priority, block.rows)  # too big for what is left: it waits; smaller ones may still fit
                     break

@@ -298,6 +298,7 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
                 return Response(status_code=304, headers={**validators, "Vary": "Accept, Accept-Encoding"})
         hit = cache.get(key)
         if hit is not None:
+            count_points(service, params.n, job.model)
             headers = {**hit.headers, **validators, "Server-Timing": 'cache;desc="hit"'}
             return Response(hit.body, media_type=hit.media_type, headers=headers)
     charge(request, points=params.n, evaluations=steps)
@@ -316,6 +317,12 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
     return response
 
 
+def count_points(service: Service, n: int, model: str | None) -> None:
+    """Points returned by /sample, sampled or from the cache (swirl_points_generated, per model too)."""
+    service.metrics.points.labels(endpoint="sample").inc(n)
+    service.metrics.model_points.labels(model=model, endpoint="sample").inc(n)
+
+
 def _validators(key: AnswerKey, model_id: str, service: Service) -> dict[str, str]:
     """ETag and Cache-Control for a seeded GET answer: immutable, since its bytes never change."""
     max_age = service.settings.cache_max_age_s
@@ -330,8 +337,7 @@ async def _encode_sample(
     frames = result.trajectory if params.trajectory_every is not None else None
     if frames is not None:
         metadata["trajectory_t"] = [t for t, _ in frames]
-    service.metrics.points.labels(endpoint="sample").inc(params.n)
-    service.metrics.model_points.labels(model=metadata["model_name"], endpoint="sample").inc(params.n)
+    count_points(service, params.n, metadata["model_name"])
     return await encode_points(request, service, media_type, metadata, result.points, frames, (result.queue_seconds, result.compute_seconds))
 
 

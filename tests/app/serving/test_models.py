@@ -228,6 +228,7 @@ async def test_reload_under_steady_load_drops_nothing_and_every_answer_matches_i
                 params = {"n": n, "seed": seed, "sampler": "ddim", "steps": 10, "model": "alpha"}
                 answers.append((seed, await r.http.get("/sample", params=params)))
                 i += 1
+                await asyncio.sleep(0.01)  # a response-cache hit never suspends in-process: let the reload have its turn
 
         clients = [asyncio.create_task(client(k)) for k in range(8)]
         await asyncio.sleep(0.5)
