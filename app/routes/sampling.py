@@ -288,6 +288,7 @@ CACHE_KEPT_HEADERS = ("server-timing", "content-length", "content-type")  # per 
 async def _sample(params: SampleRequest, service: Service, request: Request, location: str) -> Response:
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
     job, steps = sample_job(params, service, location, request)
+    charge(request, points=params.n, evaluations=steps)  # what was asked, answered from the cache or not
     cache, key, validators = service.response_cache, None, dict[str, str]()
     if params.seed is not None:  # a seeded answer is a pure function of its key: cacheable
         served = service.models.get(job.model).served
@@ -301,7 +302,6 @@ async def _sample(params: SampleRequest, service: Service, request: Request, loc
             count_points(service, params.n, job.model)
             headers = {**hit.headers, **validators, "Server-Timing": 'cache;desc="hit"'}
             return Response(hit.body, media_type=hit.media_type, headers=headers)
-    charge(request, points=params.n, evaluations=steps)
     result = await run_job(service, job, request)
     if result is None:
         return Response(status_code=499)

@@ -258,6 +258,10 @@ async def test_reload_under_steady_load_drops_nothing_and_every_answer_matches_i
         samples = metric_samples((await r.http.get("/metrics")).text)
         assert metric(samples, "swirl_model_reloads_total", model="alpha", result="loaded") == 1
         assert metric(samples, "swirl_model_versions_loaded", model="alpha") == 1
+        # the response cache served many of the repeats, yet never an old version's answer (checked above), and the old
+        # version's answers left with it
+        assert metric(samples, "swirl_response_cache_hits_total") > len(answers) // 2
+        assert r.service.response_cache.versions <= {r.service.models.get("alpha").served.key}
 
 
 async def test_a_corrupt_new_version_leaves_the_old_one_serving(repo: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
