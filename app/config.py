@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     max_forward_points: int = Field(400_000, ge=1, description="/forward points being computed at once before load is shed with 503")
     workers: int = Field(0, ge=0, le=64, description="server processes; 0 is one per CPU core on CPU, one on a GPU")
     request_timeout_s: float = Field(60.0, gt=0, description="per-request timeout; past it the answer is 504")
+    response_cache_bytes: int = Field(64 * 2**20, ge=0, description="in-process LRU of seeded answers, by bytes (per process); 0 = off")
+    cache_max_age_s: int = Field(
+        31_536_000, ge=0, description="Cache-Control max-age of seeded GET answers (public, immutable, with a strong ETag); 0: no-cache"
+    )
+    priority_header: str = Field(
+        "", max_length=64, description="a trusted header (set by your gateway, e.g. Swirl-Priority) whose high/normal/low wins over `priority`; empty: off"
+    )
     max_response_points: int = Field(2_000_000, ge=1, description="n × (trajectory frames + 1) per response")
     max_body_bytes: int = Field(
         16_384,

@@ -9,10 +9,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match, Mount
 
 from app.wire.encoding import FastJSON
 from app.wire.schemas import LimitError
-from model.engine import NonFiniteError
+from model.engine import DeadlineExceeded, NonFiniteError
 from model.errors import InvalidParameter
 
 log = logging.getLogger("swirl.errors")
@@ -63,6 +64,23 @@ def _jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return clean
 
 
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")  # those a route here may declare
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method the request's path supports (RFC 9110 §15.5.6: a 405 lists them all), over
+    every route on the path: Starlette's 405 names only the first route's (``GET`` for
+    ``/sample``, which POST serves too). ``HEAD`` wherever ``GET`` is (``app.edge.head``).
+    None for a path no route declares (a mounted app's own 405 keeps its own ``Allow``)."""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    methods = {method for method in METHODS if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)}
+    if not methods:
+        return None
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 BODY_PARSE_ERROR = "There was an error parsing the body"  # fastapi.routing's HTTPException(400) detail
 
 
@@ -91,6 +109,10 @@ def install(app: FastAPI) -> None:
     async def on_timeout(request: Request, exc: RequestTimeout) -> Response:
         return FastJSON({"error": str(exc)}, status_code=504)
 
+    @app.exception_handler(DeadlineExceeded)
+    async def on_deadline(request: Request, exc: DeadlineExceeded) -> Response:
+        return FastJSON({"error": f"the deadline (timeout_ms or SWIRL_REQUEST_TIMEOUT_S) passed mid-chain: {exc}"}, status_code=504)
+
     @app.exception_handler(NonFiniteError)
     async def on_non_finite(request: Request, exc: NonFiniteError) -> Response:
         log.error("refusing to return non-finite samples for %s", request.url.path)
@@ -102,7 +124,11 @@ def install(app: FastAPI) -> None:
             # FastAPI's 400 for a body it cannot decode (e.g. not UTF-8): bad input like any other, so 422 naming the body
             message = "body: could not be decoded as JSON text (is it UTF-8?)"
             return FastJSON({"error": message, "detail": [{"type": "json_invalid", "loc": ["body"], "msg": message}]}, status_code=422)
-        return FastJSON({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        allow = allowed_methods(request) if exc.status_code == 405 else None
+        if allow is not None:
+            headers = {**(headers or {}), "Allow": allow}
+        return FastJSON({"error": str(exc.detail)}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> Response:

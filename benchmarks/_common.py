@@ -51,18 +51,18 @@ def interleaved_medians(variants: dict[str, Callable[[], Any]], repeats: int) ->
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-async def raw_get(host: str, port: int, target: str) -> tuple[int, bytes]:
+async def raw_get(host: str, port: int, target: str, headers: str = "") -> tuple[int, bytes]:
     """A minimal HTTP/1.1 GET over one fresh loopback connection: (status, body).
 
     httpx's AsyncClient spends several milliseconds of CPU per request once dozens are in
     flight, on the same two cores as the server; a load generator that costly measures
-    itself. This one costs tens of microseconds.
+    itself. This one costs tens of microseconds. ``headers``: extra header lines, each ending in CRLF.
     """
     import asyncio
 
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n".encode())
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
@@ -96,3 +96,27 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float, log_p
         time.sleep(poll_s)
     process.kill()
     raise RuntimeError(f"server not ready in {timeout:g} s:\n{log_path.read_text(errors='replace')[-3000:]}")
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and every process below it, in seconds (from /proc): a server's
+    CPU cost, which scatters far less than wall-clock figures on a shared machine."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    ticks, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            ticks += int(stats[current][11]) + int(stats[current][12])
+        todo.extend(children.get(current, []))
+    return ticks / os.sysconf("SC_CLK_TCK")

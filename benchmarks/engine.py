@@ -12,8 +12,9 @@ raw asyncio sockets (``benchmarks/_common.raw_get``), which cost the client almo
 1. Mixed closed loop: 48 clients, n = 100, a third each ddpm, ddim 10 steps, dpmpp2m 10
    steps: throughput and p99 for the previous server, the engine in one process
    (SWIRL_WORKERS=1) and the engine with its default processes.
-2. Head-of-line blocking: a 10-point request sent while a 100,000-point DDPM request runs
-   (its latency, and the big request's time against its time alone).
+2. Head-of-line blocking: 10-point requests, each sent as the previous one answers, all through
+   a 100,000-point DDPM request's life (every one's latency: median and max; the big request's
+   time against its time alone).
 3. 64 concurrent clients × n = 100 against one 6,400-point request (median of interleaved pairs).
 4. DDPM-50 in-process at n = 1k, 10k, 100k, one and two torch threads: the previous ``run_chain``
    against ``model.engine.sample``.
@@ -103,22 +104,49 @@ async def closed_loop(port: int, clients: int, duration: float, n: int) -> tuple
     return (len(latencies) - errors) * n / elapsed, p(0.5), p(0.99), errors
 
 
-async def head_of_line(port: int) -> tuple[float, float, float]:
-    """(small request s, big request s with the small one, big request s alone)."""
+async def head_of_line(port: int, small_n: int = 10) -> tuple[list[float], float, float]:
+    """A ``small_n``-point DDPM request sent as soon as the previous one answers, all through a
+    100,000-point DDPM request's life, its start and its end included: (every small request's s,
+    big request s with them, big request s alone)."""
     big = "/sample?n=100000&seed=1"
     started = time.perf_counter()
     await raw_get("127.0.0.1", port, big)
     alone = time.perf_counter() - started
+    smalls: list[float] = []
+    running = True
 
-    async def timed(target: str, delay: float) -> float:
-        await asyncio.sleep(delay)
+    async def run_big() -> float:
+        nonlocal running
         t0 = time.perf_counter()
-        status, _ = await raw_get("127.0.0.1", port, target)
+        status, _ = await raw_get("127.0.0.1", port, big)
+        running = False
         assert status == 200, status
         return time.perf_counter() - t0
 
-    big_time, small_time = await asyncio.gather(timed(big, 0.0), timed("/sample?n=10&seed=2", 0.3 * alone))
-    return small_time, big_time, alone
+    async def stream() -> None:
+        seed = 2
+        while running:
+            t0 = time.perf_counter()
+            status, _ = await raw_get("127.0.0.1", port, f"/sample?n={small_n}&seed={seed}")
+            assert status == 200, status
+            if running:  # answered while the big request still ran
+                smalls.append(time.perf_counter() - t0)
+            seed += 1
+
+    big_time, _ = await asyncio.gather(run_big(), stream())
+    return smalls, big_time, alone
+
+
+HEAD_OF_LINE_HEADERS = ["server", "small requests", "small median ms", "small max ms", "big request s", "big alone s", "big slowdown"]
+
+
+def head_of_line_row(label: str, runs: list[tuple[list[float], float, float]]) -> list[str]:
+    """A table row for ``head_of_line`` runs: every small request of every run, the big one's medians."""
+    smalls = [s for run in runs for s in run[0]]
+    big, alone = statistics.median(r[1] for r in runs), statistics.median(r[2] for r in runs)
+    median = f"{statistics.median(smalls) * 1e3:.0f}" if smalls else "-"
+    largest = f"{max(smalls) * 1e3:.0f}" if smalls else "-"
+    return [label, str(len(smalls)), median, largest, f"{big:.2f}", f"{alone:.2f}", f"{big / alone:.2f}×"]
 
 
 async def crowd_vs_one(port: int, clients: int = 64, n: int = 100) -> float:
@@ -211,7 +239,7 @@ def main() -> None:
         ("engine, default (one process per core)", ROOT, {}),
     ]
     mixed: dict[str, list[tuple[float, float, float, int]]] = {label: [] for label, _, _ in configs}
-    hol: dict[str, list[tuple[float, float, float]]] = {label: [] for label, _, _ in configs}
+    hol: dict[str, list[tuple[list[float], float, float]]] = {label: [] for label, _, _ in configs}
     crowd: dict[str, list[float]] = {label: [] for label, _, _ in configs}
     for _ in range(args.rounds):
         for label, cwd, env in configs:
@@ -250,14 +278,9 @@ def main() -> None:
         print(f"mixed closed loop: {args.clients} clients, n = 100, ddpm / ddim-10 / dpmpp2m-10, {args.duration:g} s × {args.rounds} rounds (medians):\n")
         print(table(["server", "points/s", "per round", "p50 ms", "p99 ms", "throughput vs previous", "p99 vs previous", "non-200"], rows))
     if "hol" in scenarios:
-        rows = []
-        for label, runs in hol.items():
-            small = statistics.median(r[0] for r in runs)
-            big = statistics.median(r[1] for r in runs)
-            alone = statistics.median(r[2] for r in runs)
-            rows.append([label, f"{small * 1e3:.0f}", f"{big:.2f}", f"{alone:.2f}", f"{big / alone:.2f}×"])
-        print("\na 10-point request sent while a 100,000-point DDPM request runs (medians):\n")
-        print(table(["server", "small request ms", "big request s", "big alone s", "big slowdown"], rows))
+        hol_rows = [head_of_line_row(label, runs) for label, runs in hol.items()]
+        print("\n10-point requests, each sent as the previous one answers, while a 100,000-point DDPM request runs (all rounds):\n")
+        print(table(HEAD_OF_LINE_HEADERS, hol_rows))
     if "crowd" in scenarios:
         rows = [[label, f"{statistics.median(v):.2f}"] for label, v in crowd.items()]
         print("\n64 concurrent clients × n = 100 against one 6,400-point request (median ratio of 7 interleaved pairs per round):\n")

@@ -36,13 +36,24 @@ is elementwise per row with separate multiplies and adds (no fused ops whose rou
 could depend on the batch), so on CPU a request's points are bitwise the same alone or in
 a crowd whenever the matrix kernels are (tests/model/test_engine.py checks both).
 
-Scheduling: blocks are taken in order of ``arrival + remaining work / throughput`` until
-the row budget is reached. A block that does not fit in what is left of the tick waits (and
-lets smaller requests behind it in) and earns the rows left unused, at least half a budget,
-as credit, running once credit covers it: next to small requests, a long request's
-8,192-row block runs every other tick, so half the ticks a small request needs are short,
-while the long request loses only the cost of those short ticks. Small requests therefore
-go first, while a long request gains priority as it ages and is never starved. With several models in flight, the models share the budget by
+Scheduling: requests are ranked by priority class (``PRIORITIES``: high, normal, low), then
+small before large (a request of at most ``small_rows`` rows, an eighth of the budget by
+default, is *small*), then by ``arrival + remaining work / throughput``; blocks are taken in
+that order until the row budget is reached. Small requests never rank behind a large one of
+their class, however aged: so while the small rows ranked ahead of a small request fit in the
+budget, it runs in every tick from the one after its arrival and ends after exactly its own
+number of steps (its hard bound, tests/model/test_engine_qos.py). A block may overshoot the
+budget by the small requests' rows in the tick (at most ``small_rows``), so a large request
+keeps its block in every tick beside small ones and loses no ticks to them. Rows here are
+network rows: a guided point counts twice. A block that does not fit in what is left of the
+tick waits (and lets smaller requests behind it in) and earns the rows left unused, at least
+half a budget, as credit, running once credit covers it. Small requests therefore go first,
+while a long request gains priority as it ages and is never starved. A lower class
+is never starved either: while a higher class keeps the tick full, each lower class with work
+waiting earns ``FLOOR_SHARE`` of the budget per tick as credit and runs a block once its credit
+covers it (with blocks as large as the budget, a block every eighth tick: a ninth of the rows).
+A request with a ``deadline`` that passes leaves at the next tick with ``DeadlineExceeded``.
+With several models in flight, the models share the budget by
 deficit round robin (each earns an equal share per tick and spends it on its own blocks
 in that order): a flood on one model, however aged, can neither keep another model out of
 the ticks nor make them long.
@@ -73,6 +84,14 @@ joins while a 100,000-point one runs is done in well under a quarter of a second
 GPU_TICK_ROWS = 1 << 20
 """Default row budget per tick on a GPU, where a request is one block (one generator)."""
 
+PRIORITIES = ("high", "normal", "low")
+"""Priority classes, highest first; ``EngineRequest.priority`` is an index into this tuple."""
+NORMAL = PRIORITIES.index("normal")
+FLOOR_SHARE = 1 / 8
+"""Per tick, the budget share a waiting lower class earns as credit while higher classes fill the ticks."""
+SMALL_SHARE = 8
+"""A request of at most tick_rows // SMALL_SHARE rows is small: it ranks before the large ones of its class."""
+
 # Columns of a plan's coefficient table, one row per step.
 T, X_COEF, EPS_COEF, PREV_COEF, NOISE_STD, D_X, D_EPS, T_NEXT = range(8)
 
@@ -83,6 +102,10 @@ class NonFiniteError(RuntimeError):
 
 class Cancelled(Exception):
     """The request was cancelled (client gone or timed out) and left the engine."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed before its chain ended: it left the engine, nothing is returned."""
 
 
 def coefficient_table(plan: SamplingPlan) -> np.ndarray:
@@ -172,6 +195,8 @@ class EngineRequest:
     u: float | np.ndarray | None = None  # arc position of every point (a float) or of each (an (n,) array); None: ∅
     guidance: float = 0.0  # classifier-free guidance weight w ≥ 0 (needs u): out = (1 + w)·out(u) − w·out(∅)
     on_frame: Callable[[int, np.ndarray], None] | None = None  # each trajectory frame as it completes
+    priority: int = NORMAL  # index into PRIORITIES: 0 (high) ranks first
+    deadline: float | None = None  # time.perf_counter() past which the request leaves with DeadlineExceeded
     # outcome
     points: np.ndarray | None = None  # (n, 2) float32 x_0
     trajectory: list[tuple[int, np.ndarray]] = field(default_factory=list)  # kept unless on_frame is set
@@ -183,6 +208,7 @@ class EngineRequest:
     # engine state
     blocks: list[_Block] = field(default_factory=list, repr=False)
     remaining: int = 0  # rows × steps still to go
+    network_rows: int = 0  # n × rows_per_point, fixed at submit: what the scheduler's small-request rules count
     done_rows: int = 0
     features: torch.Tensor | None = field(default=None, repr=False)  # (1, F): the encoded u when one u serves every point
     frames: list[np.ndarray | None] = field(default_factory=list, repr=False)
@@ -295,12 +321,13 @@ class Engine:
         self.tick_rows = tick_rows or (GPU_TICK_ROWS if cuda else CPU_TICK_ROWS)
         self.block_rows = block_rows or (None if cuda else CPU_BLOCK_ROWS)  # None: one block per request
         self.one_at_a_time = one_at_a_time  # batching off: one request at a time, first come first served
+        self.small_rows = max(1, self.tick_rows // SMALL_SHARE)  # requests of at most this many rows rank as small
         self._tick_graphs = tick_graphs
         self._models: dict[Hashable, Denoiser] = {}
         self._runners: dict[Hashable, TickRunner | None] = {}
         self._requests: list[EngineRequest] = []
         self._credit: dict[Hashable, int] = {}  # rows each model may still take (several models in flight)
-        self._overflow = 0  # rows a block that did not fit has earned (one model in flight)
+        self._overflow: dict[int, int] = {}  # priority class → rows its waiting block has earned (one model in flight)
         self._tables: dict[int, PlanCoefficients] = {}  # id(plan) → coefficients, for plans in flight
         self._zeros = torch.zeros((0, 2), device=self.device)
         self._noise = torch.empty((0, 2), device=self.device)
@@ -353,6 +380,7 @@ class Engine:
         size = self.block_rows or request.n
         request.blocks = [_Block(request, j, start, rows, coefs, cost=rows * request.rows_per_point) for j, start, rows in _block_spans(request.n, size)]
         request.remaining = request.work
+        request.network_rows = request.n * request.rows_per_point
         request.submitted_at = request.submitted_at or time.perf_counter()
         if request.trajectory_every is not None:
             count = frame_count(request.evaluations, request.trajectory_every)
@@ -399,9 +427,10 @@ class Engine:
     # -- internals --------------------------------------------------------------------
 
     def _reap_cancelled(self) -> list[EngineRequest]:
-        gone = [r for r in self._requests if r.cancelled or r.model not in self._models]
+        now = time.perf_counter()
+        gone = [r for r in self._requests if r.cancelled or r.model not in self._models or (r.deadline is not None and now > r.deadline)]
         for request in gone:
-            self._end(request, Cancelled("cancelled") if request.cancelled else RuntimeError(f"model {request.model!r} was unloaded"))
+            self._end(request, _why_gone(request, self.has_model(request.model)))
         if gone:
             self._requests = [r for r in self._requests if not r.finished]
             self._forget_tables()
@@ -412,39 +441,58 @@ class Engine:
         for key in [k for k in self._tables if k not in live]:
             del self._tables[key]
 
+    def rank(self, request: EngineRequest) -> tuple[int, bool, float]:
+        """The scheduling order: priority class, small before large, then arrival + remaining work ÷ throughput."""
+        return (request.priority, request.network_rows > self.small_rows, request.submitted_at + request.remaining / max(self.throughput, 1.0))
+
     def _schedule(self, now: float) -> list[_Block]:
         if self.one_at_a_time:
             head = self._requests[0]
             return [b for b in _block_order(head) if b.k < b.coefs.length]
-        if len(self._requests) == 1:
-            order = self._requests
-        else:
-            rate = max(self.throughput, 1.0)
-            order = sorted(self._requests, key=lambda r: r.submitted_at + r.remaining / rate)
+        order = self._requests if len(self._requests) == 1 else sorted(self._requests, key=self.rank)
         models = {r.model for r in order} if len(order) > 1 else ()
         if len(models) > 1:
-            self._overflow = 0
+            self._overflow.clear()
             return self._schedule_shared(order, len(models))
         self._credit.clear()
-        budget, used, picked, waiting = self.tick_rows, 0, list[_Block](), 0
+        budget, used, picked, slack = self.tick_rows, 0, list[_Block](), 0
+        waiting: dict[int, int] = {}  # class → rows of its first block that waited, in rank order
         for request in order:
+            credit = self._overflow.get(request.priority, 0)
+            if request.network_rows <= self.small_rows:  # a block may overshoot the budget by the small rows in the tick (at most small_rows)
+                slack = min(slack + request.network_rows, self.small_rows)
+            if used >= budget + slack and not credit:  # the tick is full: only a class with credit may still take a block
+                if request.priority not in waiting:
+                    waiting[request.priority] = next(b.cost for b in _block_order(request) if b.k < b.coefs.length)
+                continue
             for block in _block_order(request):
                 if block.k >= block.coefs.length:
                     continue
-                room = budget - used
-                if block.cost > room + self._overflow and picked:
-                    waiting = max(waiting, block.cost)  # too big for what is left of this tick: this request waits; smaller ones may still fit
+                room = budget - used + slack
+                if block.cost > room + credit and picked:
+                    waiting.setdefault(request.priority, block.cost)  # too big for what is left: it waits; smaller ones may still fit
                     break
                 if block.cost > room:
-                    self._overflow = 0  # taken on its credit (or alone in the tick)
+                    credit = self._overflow[request.priority] = 0  # taken on its credit (or alone in the tick)
                 picked.append(block)
                 used += block.cost
-                if used >= budget:
-                    return picked
-        if waiting:  # the waiting block earns the rows left unused, and at least half a budget: it runs within two ticks
-            # (a guided block, which costs up to two budgets, within four)
-            self._overflow = min(self._overflow + max(budget - used, budget // 2), max(budget, waiting))
+        self._earn(waiting, order[0].priority, budget - used)
         return picked
+
+    def _earn(self, waiting: dict[int, int], top: int, unused: int) -> None:
+        """Credit for the classes whose blocks waited this tick. The first to wait earns the rows
+        left unused, at least half a budget, so it runs within two ticks (none when the tick was
+        full: it runs as soon as the tick has room); every class below the top one in flight earns
+        at least FLOOR_SHARE of the budget, so it runs even while higher classes fill every tick.
+        No banking beyond a budget (or the waiting block), none for a class with nothing waiting."""
+        budget = self.tick_rows
+        for index, (priority, rows) in enumerate(waiting.items()):
+            earned = int(budget * FLOOR_SHARE) if priority != top else 0
+            if index == 0 and unused > 0:
+                earned = max(earned, unused, budget // 2)
+            self._overflow[priority] = min(self._overflow.get(priority, 0) + earned, max(budget, rows))
+        for priority in [p for p in self._overflow if p not in waiting]:
+            del self._overflow[priority]
 
     def _schedule_shared(self, order: list[EngineRequest], models: int) -> list[_Block]:
         """Several models in flight: deficit round robin over the models. Each tick every model
@@ -659,6 +707,14 @@ def _block_spans(n: int, size: int) -> list[tuple[int, int, int]]:
     return [(j, start, min(size, n - start)) for j, start in enumerate(range(0, n, size))]
 
 
+def _why_gone(request: EngineRequest, model_loaded: bool) -> BaseException:
+    if request.cancelled:
+        return Cancelled("cancelled")
+    if not model_loaded:
+        return RuntimeError(f"model {request.model!r} was unloaded")
+    return DeadlineExceeded(f"the deadline passed with {request.remaining} of its {request.work} points × evaluations still to go")
+
+
 def _block_order(request: EngineRequest) -> list[_Block]:
     """A request's blocks in the order the tick budget takes them. With a trajectory, the least
     advanced first (blocks move in lockstep): a frame is complete once every block has reached it,
@@ -730,8 +786,10 @@ def plan_work(plan: SamplingPlan, n: int, guided: bool = False) -> int:
 
 __all__ = [
     "MAX_GUIDANCE",
+    "PRIORITIES",
     "Cancelled",
     "ChainResult",
+    "DeadlineExceeded",
     "Engine",
     "EngineRequest",
     "NonFiniteError",

@@ -13,7 +13,8 @@ Three policies:
 answer with a validator (files from any static mount) and the per-checkpoint facts
 (``/schedule``, ``/model``, ``/openapi.json``) are ``no-cache``: stored, but revalidated
 (static files carry ``ETag``/``Last-Modified`` and answer ``304``); everything else,
-``/sample`` and every error included, is ``no-store``.
+``/sample`` and every error included, is ``no-store``, except a seeded ``GET /sample`` answer,
+whose route sets ``public, immutable`` with a strong ``ETag`` (docs/qos.md).
 """
 
 from __future__ import annotations

@@ -8,10 +8,12 @@ the time went in ``Server-Timing``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -25,9 +27,11 @@ from app.edge.middleware import MODEL_SCOPE_KEY
 from app.edge.rate_limit import charge
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.process.randomness import seed32
+from app.serving.response_cache import AnswerKey, CachedAnswer
 from app.serving.service import Service, ServiceDep
-from app.serving.worker import Overloaded, SampleJob, SampleResult, WorkerStopped
+from app.serving.worker import DeadlineUnmeetable, Overloaded, SampleJob, SampleResult, WorkerStopped
 from app.wire import encoding
+from app.wire.conditional import none_match
 from app.wire.encoding import JSON, NPY, POINT_FORMATS
 from app.wire.negotiation import accepts_encoding, negotiate
 from app.wire.query import parse_query, query_openapi
@@ -35,6 +39,7 @@ from app.wire.schemas import (
     ErrorResponse,
     ForwardRequest,
     ForwardResponse,
+    LimitError,
     SampleRequest,
     SampleResponse,
     check_forward_limits,
@@ -43,7 +48,7 @@ from app.wire.schemas import (
 )
 from model.checkpoint import Checkpoint
 from model.diffusion import SamplerSpec
-from model.engine import check_condition, check_request
+from model.engine import PRIORITIES, DeadlineExceeded, check_condition, check_request
 
 log = logging.getLogger("swirl.routes")
 router = APIRouter(tags=["sampling"])
@@ -139,7 +144,7 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def await_result(job: Cancellable[R], request: Request, timeout: float) -> R:
+async def await_result(job: Cancellable[R], request: Request, timeout: float, source: str = "SWIRL_REQUEST_TIMEOUT_S") -> R:
     """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick)."""
     future: Future[R] = job.future
     result = asyncio.wrap_future(future)
@@ -155,7 +160,15 @@ async def await_result(job: Cancellable[R], request: Request, timeout: float) ->
     result.cancel()
     if disconnect in done:
         raise ClientGone
-    raise RequestTimeout(f"the request took longer than {timeout:g} s (SWIRL_REQUEST_TIMEOUT_S)")
+    raise RequestTimeout(_timeout_message(timeout, source))
+
+
+def _timeout_source(job: SampleJob) -> str:
+    return "timeout_ms" if job.timeout_s is not None else "SWIRL_REQUEST_TIMEOUT_S"
+
+
+def _timeout_message(timeout: float, source: str) -> str:
+    return f"the request took longer than {timeout:g} s ({source})"
 
 
 def submit(service: Service, job: SampleJob) -> None:
@@ -173,16 +186,22 @@ def admit(service: Service, hand_over: Callable[[], object]) -> None:
     except WorkerStopped as exc:
         service.metrics.rejected.labels(reason="shutting_down").inc()
         raise ServiceUnavailable(str(exc), "shutting_down") from None
+    except DeadlineUnmeetable as exc:
+        service.metrics.rejected.labels(reason="deadline_unmeetable").inc()
+        raise RequestTimeout(f"refused at once: {exc}") from None
 
 
 async def run_job(service: Service, job: SampleJob, request: Request) -> SampleResult | None:
     """Submit ``job`` and wait for its result: 503/504 as errors, None when the client has gone."""
     submit(service, job)
+    timeout = service.worker.timeout_s(job)
     try:
-        return await await_result(job, request, service.settings.request_timeout_s)
+        return await await_result(job, request, timeout, _timeout_source(job))
     except RequestTimeout:
         service.metrics.rejected.labels(reason="timeout").inc()
         raise
+    except DeadlineExceeded:  # the engine dropped it mid-chain (counted by the worker)
+        raise RequestTimeout(_timeout_message(timeout, _timeout_source(job))) from None
     except ClientGone:
         service.metrics.rejected.labels(reason="client_gone").inc()
         return None
@@ -210,7 +229,19 @@ def sample_job(params: SampleRequest, service: Service, location: str, request: 
     check_sample_limits(params, steps, settings.max_response_points, location)
     u, guidance = job_condition(params, version.checkpoint)
     seed = params.seed if params.seed is not None else seed32()
-    job = SampleJob(n=params.n, seed=seed, spec=spec, trajectory_every=params.trajectory_every, model=version.name, u=u, guidance=guidance)
+    priority = priority_of(params, request, settings.priority_header)
+    timeout_s = params.timeout_ms / 1000 if params.timeout_ms is not None else None
+    job = SampleJob(
+        n=params.n,
+        seed=seed,
+        spec=spec,
+        trajectory_every=params.trajectory_every,
+        model=version.name,
+        u=u,
+        guidance=guidance,
+        priority=priority,
+        timeout_s=timeout_s,
+    )
     return job, steps
 
 
@@ -227,6 +258,18 @@ def job_condition(params: SampleRequest, checkpoint: Checkpoint) -> tuple[float 
 def evaluations(job: SampleJob, steps: int) -> int:
     """Network evaluations per point of a job: a guided one (w > 0) evaluates u and ∅ at every step."""
     return steps * (2 if job.guidance else 1)
+
+
+def priority_of(params: SampleRequest, request: Request | None, header: str) -> str:
+    """The request's priority class: the trusted header's (SWIRL_PRIORITY_HEADER, set by a gateway) when
+    configured and present, else the ``priority`` parameter. A header value that is no class is a 422."""
+    value = request.headers.get(header) if header and request is not None else None
+    if value is None:
+        return params.priority
+    value = value.strip().lower()
+    if value not in PRIORITIES:
+        raise LimitError(header, f"the {header} header must be one of {', '.join(PRIORITIES)}, got {value[:32]!r}", "header")
+    return value
 
 
 def sample_metadata(params: SampleRequest, job: SampleJob, steps: int, service: Service) -> dict[str, Any]:
@@ -265,7 +308,7 @@ async def encode_points(
     space = metadata["space"]
     normalisation = service.models.get(metadata.get("model_name")).checkpoint.normalisation
     gzip_min = service.settings.gzip_min_bytes
-    compress = media_type == JSON and gzip_min > 0 and accepts_encoding(request.headers.get("accept-encoding"), "gzip")
+    compress = _gzip_wanted(request, service, media_type)
 
     def encode() -> tuple[bytes, dict[str, str], float]:
         started = time.perf_counter()
@@ -287,19 +330,82 @@ async def encode_points(
     return Response(body, media_type=media_type, headers=headers)
 
 
+def answer_key(params: SampleRequest, job: SampleJob, version: Hashable, steps: int, media_type: str, compress: bool) -> AnswerKey:
+    """The response cache's key for a seeded answer: everything its bytes depend on, nothing else
+    (priority and timeout_ms change when, not what). A list of u per point enters as its sha256."""
+    parameters: dict[str, object] = {"n": params.n, "seed": job.seed, "sampler": params.sampler, "steps": steps, "eta": float(params.eta)}
+    parameters |= {"trajectory_every": params.trajectory_every, "space": params.space, "u": condition_key(job.u), "guidance": float(job.guidance)}
+    return AnswerKey(version, media_type, "gzip" if compress else "", tuple(sorted(parameters.items())))
+
+
+def condition_key(u: float | np.ndarray | None) -> object:
+    """u as part of a cache key: None, the number, or the sha256 of the float32 values of u per point."""
+    if u is None or isinstance(u, float | int):
+        return u
+    return hashlib.sha256(np.ascontiguousarray(u, dtype=np.float32).tobytes()).hexdigest()
+
+
+def _gzip_wanted(request: Request, service: Service, media_type: str) -> bool:
+    gzip_min = service.settings.gzip_min_bytes
+    return media_type == JSON and gzip_min > 0 and accepts_encoding(request.headers.get("accept-encoding"), "gzip")
+
+
+CACHE_KEPT_HEADERS = ("server-timing", "content-length", "content-type")  # per answer, not per cached body
+
+
 async def _sample(params: SampleRequest, service: Service, request: Request, location: str) -> Response:
     media_type = negotiate(request.headers.get("accept"), POINT_FORMATS)
     job, steps = sample_job(params, service, location, request)
-    charge(request, points=params.n, evaluations=evaluations(job, steps))
+    charge(request, points=params.n, evaluations=evaluations(job, steps))  # what was asked, answered from the cache or not
+    cache, key, validators = service.response_cache, None, dict[str, str]()
+    if params.seed is not None:  # a seeded answer is a pure function of its key: cacheable
+        served = service.models.get(job.model).served
+        key = answer_key(params, job, served.key, steps, media_type, _gzip_wanted(request, service, media_type))
+        if request.method == "GET":
+            validators = _validators(key, served.id, service)
+            if none_match(request.headers.get("if-none-match"), validators["ETag"]):
+                return Response(status_code=304, headers={**validators, "Vary": "Accept, Accept-Encoding"})
+        hit = cache.get(key)
+        if hit is not None:
+            count_points(service, params.n, job.model)
+            headers = {**hit.headers, **validators, "Server-Timing": 'cache;desc="hit"'}
+            return Response(hit.body, media_type=hit.media_type, headers=headers)
     result = await run_job(service, job, request)
     if result is None:
         return Response(status_code=499)
+    response = await _encode_sample(params, job, steps, service, request, media_type, result)
+    if key is not None and job.served is not None:
+        # stored under the version that computed it, and only while that version is still the current one
+        key = replace(key, version=job.served.key)
+        if service.models.get(job.model).served.key == key.version:
+            kept = {name: value for name, value in response.headers.items() if name not in CACHE_KEPT_HEADERS}
+            cache.put(key, CachedAnswer(bytes(response.body), media_type, kept))
+        if request.method == "GET":
+            response.headers.update(_validators(key, job.served.id, service))
+    return response
+
+
+def count_points(service: Service, n: int, model: str | None) -> None:
+    """Points returned by /sample, sampled or from the cache (swirl_points_generated, per model too)."""
+    service.metrics.points.labels(endpoint="sample").inc(n)
+    service.metrics.model_points.labels(model=model, endpoint="sample").inc(n)
+
+
+def _validators(key: AnswerKey, model_id: str, service: Service) -> dict[str, str]:
+    """ETag and Cache-Control for a seeded GET answer: immutable, since its bytes never change."""
+    max_age = service.settings.cache_max_age_s
+    control = f"public, max-age={max_age}, immutable" if max_age else "no-cache"
+    return {"ETag": key.etag(model_id), "Cache-Control": control}
+
+
+async def _encode_sample(
+    params: SampleRequest, job: SampleJob, steps: int, service: Service, request: Request, media_type: str, result: SampleResult
+) -> Response:
     metadata = sample_metadata(params, job, steps, service)
     frames = result.trajectory if params.trajectory_every is not None else None
     if frames is not None:
         metadata["trajectory_t"] = [t for t, _ in frames]
-    service.metrics.points.labels(endpoint="sample").inc(params.n)
-    service.metrics.model_points.labels(model=metadata["model_name"], endpoint="sample").inc(params.n)
+    count_points(service, params.n, metadata["model_name"])
     return await encode_points(request, service, media_type, metadata, result.points, frames, (result.queue_seconds, result.compute_seconds))
 
 

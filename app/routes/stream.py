@@ -36,7 +36,7 @@ from app.wire.encoding import EVENT_STREAM
 from app.wire.negotiation import negotiate
 from app.wire.query import parse_query, query_openapi
 from app.wire.schemas import ErrorResponse, SampleRequest
-from model.engine import NonFiniteError, frame_count
+from model.engine import DeadlineExceeded, NonFiniteError, frame_count
 
 log = logging.getLogger("swirl.stream")
 router = APIRouter(tags=["sampling"])
@@ -133,6 +133,8 @@ def _failure(job: SampleJob) -> dict[str, Any]:
     if job.future.cancelled():
         return {"error": "cancelled", "status": 499}
     error = job.future.exception()
+    if isinstance(error, DeadlineExceeded):
+        return {"error": f"the deadline passed mid-chain: {error}", "status": 504}
     if isinstance(error, NonFiniteError):
         return {"error": f"the model produced non-finite values (NaN or inf); no more points: {error}", "status": 500}
     log.error("stream failed: %r", error)
@@ -163,7 +165,7 @@ async def _events(
                 item = await asyncio.wait_for(frames.queue.get(), timeout=max(remaining, 0.0))
             except TimeoutError:
                 service.metrics.rejected.labels(reason="timeout").inc()
-                message = f"the request took longer than {service.settings.request_timeout_s:g} s (SWIRL_REQUEST_TIMEOUT_S)"
+                message = f"the request took longer than {service.worker.timeout_s(job):g} s (timeout_ms or SWIRL_REQUEST_TIMEOUT_S)"
                 yield encoding.sse_event("error", {"error": message, "status": 504})
                 return
         finished = True
@@ -206,7 +208,7 @@ async def sample_stream(service: ServiceDep, request: Request) -> Response:
     job.future.add_done_callback(frames.on_done)
     submitted = time.perf_counter()
     submit(service, job)
-    timeout = service.settings.request_timeout_s
+    timeout = service.worker.timeout_s(job)
     deadline = time.monotonic() + timeout
     try:
         first = await _first(frames, request, timeout)

@@ -171,6 +171,9 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:length], body[length:]
 
 
+QOS_PARAMETERS = ("priority", "timeout_ms")  # request parameters that become the sampler request's fields (docs/qos.md)
+
+
 def _binary_flag(parameters: Any, name: str, where: str) -> bool | None:
     if parameters is None:
         return None
@@ -238,6 +241,11 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         raise V2Error(400, f"{len(binary) - offset} binary bytes after the last input tensor")
     require_n(values)
     binary_default = bool(_binary_flag(request.get("parameters"), "binary_data_output", "parameters"))
+    for name in QOS_PARAMETERS:  # request parameters, as Triton takes its priority and timeout; validated with the inputs
+        if isinstance(request.get("parameters"), dict) and name in request["parameters"]:
+            if name in values:
+                raise V2Error(400, f"parameter {name}: given as an input too")
+            values[name] = request["parameters"][name]
     outputs: dict[str, bool] | None = None
     if request.get("outputs") is not None:
         if not isinstance(request["outputs"], list):

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from app.config import Settings
 from app.errors import ServiceUnavailable
 from app.metrics import Metrics
 from app.serving.models import ModelRepository
+from app.serving.response_cache import ResponseCache
 from app.serving.worker import Worker
 from model.checkpoint import Checkpoint
 from model.device import resolve_device
@@ -53,6 +55,7 @@ class Service:
     worker: Worker
     metrics: Metrics
     forward_gate: ForwardGate
+    response_cache: ResponseCache
     ready: bool = False
 
     @classmethod
@@ -80,9 +83,18 @@ class Service:
             request_timeout_s=settings.request_timeout_s,
         )
         models.attach(worker)
+        cache = ResponseCache(settings.response_cache_bytes, metrics)
+        removed = worker.on_version_removed
+
+        def version_removed(key: Hashable) -> None:
+            if removed is not None:
+                removed(key)
+            cache.drop_version(key)
+
+        worker.on_version_removed = version_removed
         models.load_all()
         log.info("engine on %s: %d rows per tick, %d torch thread(s)", device, engine.tick_rows, threads)
-        return cls(settings, models, worker, metrics, ForwardGate(settings.max_forward_points))
+        return cls(settings, models, worker, metrics, ForwardGate(settings.max_forward_points), cache)
 
     # The default model's, for callers that name no model.
 

@@ -34,8 +34,11 @@ from app.metrics import Metrics
 from app.serving.density import FlowJob, FlowQueue, FlowResult
 from model.denoiser import Denoiser
 from model.diffusion import SamplerSpec, SamplingPlan
-from model.engine import Cancelled, Engine, EngineRequest
+from model.engine import FLOOR_SHARE, PRIORITIES, Cancelled, DeadlineExceeded, Engine, EngineRequest
 from model.errors import InvalidParameter
+
+FLOW_PRIORITY = PRIORITIES.index("normal")
+"""The class /log_prob work is admitted in: its own admission line, beside sampling's normal class."""
 
 log = logging.getLogger("swirl.worker")
 
@@ -52,6 +55,14 @@ class Overloaded(RuntimeError):
 
 
 QueueFull = Overloaded  # the name routes used before admission counted work
+
+
+class DeadlineUnmeetable(RuntimeError):
+    """Admission refused (504 at once): by the engine's estimate, the request alone outlasts its deadline."""
+
+    def __init__(self, message: str, estimate_s: float) -> None:
+        super().__init__(message)
+        self.estimate_s = estimate_s
 
 
 class WorkerStopped(RuntimeError):
@@ -76,6 +87,8 @@ class SampleJob:
     u: float | np.ndarray | None = None  # a guided model's arc position(s), checked (model.engine.check_condition)
     guidance: float = 0.0  # its guidance weight w; a guided request costs two evaluations per step
     on_frame: Callable[[int, np.ndarray], None] | None = None  # streaming: each frame, on the engine thread
+    priority: str = "normal"  # one of model.engine.PRIORITIES
+    timeout_s: float | None = None  # its deadline, from admission; None: the worker's request_timeout_s
     future: Future[SampleResult] = field(default_factory=Future)
     request: EngineRequest | None = field(default=None, repr=False)
     served: ServedModel | None = field(default=None, repr=False)  # the version it runs on, set when admitted
@@ -142,6 +155,7 @@ class Worker:
         self._plans: dict[tuple[Hashable, SamplerSpec], SamplingPlan] = {}
         self._users: Counter[Hashable] = Counter()  # model version → requests admitted and not finished
         self._work_by_model: Counter[Hashable] = Counter()  # model name → points × evaluations admitted, not finished
+        self._work_by_class: Counter[tuple[Hashable, int]] = Counter()  # (model name, priority class) → the same, by class
         self._model_of: dict[int, Hashable] = {}  # id(engine request) → its model's name
         self._retiring: set[Hashable] = set()  # versions replaced: removed from the engine when unused
         self.on_version_removed: Callable[[Hashable], None] | None = None  # called on this thread when a version leaves
@@ -269,6 +283,7 @@ class Worker:
             if served is None:
                 served = self.resolve_model(job.model)
             plan = self._plan(served, job.spec)
+            priority = PRIORITIES.index(job.priority)
             request = EngineRequest(
                 n=job.n,
                 seed=job.seed,
@@ -278,18 +293,21 @@ class Worker:
                 on_frame=job.on_frame,
                 u=job.u,
                 guidance=job.guidance,
+                priority=priority,
             )
             work = request.work
+            name = served.name or served.key
             if admission:
-                self._check_admission(work, served.name or served.key)
-            self._pending_work += work
-            self._work_by_model[served.name or served.key] += work
+                self._check_admission(work, name, priority, self.timeout_s(job), own_deadline=job.timeout_s is not None)
+            self._account(name, priority, work)
             self._model_of[id(request)] = served.name or served.key
             self._pending_jobs += 1
             self._users[served.key] += 1
         job.served = served
         job.request = request
         request.submitted_at = time.perf_counter()
+        if admission:
+            request.deadline = request.submitted_at + self.timeout_s(job)
         self._inbox.put(job)
         self.metrics.queue_work.set(self._pending_work)
         self.metrics.in_flight.set(self._pending_jobs)
@@ -302,9 +320,8 @@ class Worker:
         if not self._accepting:
             raise WorkerStopped("the server is shutting down")
         with self._lock:
-            self._check_admission(job.work, job.admission_key, field="points")
-            self._pending_work += job.work
-            self._work_by_model[job.admission_key] += job.work
+            self._check_admission(job.work, job.admission_key, FLOW_PRIORITY, self.request_timeout_s, field="points")
+            self._account(job.admission_key, FLOW_PRIORITY, job.work)
             self._pending_jobs += 1
         job.submitted_at = time.perf_counter()
         self._inbox.put(job)
@@ -312,21 +329,35 @@ class Worker:
         self.metrics.in_flight.set(self._pending_jobs)
         return job.future
 
-    def _check_admission(self, work: int, model: Hashable, field: str = "n") -> None:
-        """Raise InvalidParameter (a request that could never run) or Overloaded (503); holds ``_lock``.
+    def timeout_s(self, job: SampleJob) -> float:
+        """The job's deadline from admission: its own ``timeout_s``, never past the worker's ``request_timeout_s``."""
+        return min(job.timeout_s, self.request_timeout_s) if job.timeout_s is not None else self.request_timeout_s
+
+    def _check_admission(self, work: int, model: Hashable, priority: int, timeout_s: float, *, own_deadline: bool = False, field: str = "n") -> None:
+        """Raise InvalidParameter (a request that could never run), Overloaded (503) or
+        DeadlineUnmeetable (504); holds ``_lock``.
 
         The estimated wait counts the work the engine does before this request is done: its
-        model's backlog, plus, for every other model, at most as much again (the engine gives
-        each model in flight an equal share of a tick), so a flood on one model does not get
-        a small request to another refused. With one model it is the whole backlog.
+        model's backlog of its own and higher priority classes (the engine runs them first;
+        lower classes take at most their floor share, FLOOR_SHARE of the rows per class), plus,
+        for every other model, at most as much again (the engine gives each model in flight an
+        equal share of a tick), so a flood on one model, or of a lower class, does not get a
+        small request refused. With one model and one class it is the whole backlog. A request
+        with a deadline of its own (``own_deadline``) that it would miss even alone gets 504.
         """
         if self.max_queue_work and work > self.max_queue_work:
-            raise InvalidParameter(field, f"{field} × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; send fewer points")
+            hint = "lower n or use fewer steps" if field == "n" else "send fewer points"
+            raise InvalidParameter(field, f"{field} × network evaluations = {work} exceeds SWIRL_MAX_QUEUE_WORK = {self.max_queue_work}; {hint}")
         backlog = self._pending_work
-        own = self._work_by_model[model]
+        rate = max(self.engine.throughput, 1.0)
+        own = sum(w for (name, p), w in self._work_by_class.items() if name == model and p <= priority)
+        lower = sum(1 for (name, p), w in self._work_by_class.items() if name == model and p > priority and w > 0)
         ahead = own + sum(min(other, own + work) for name, other in self._work_by_model.items() if name != model)
-        wait = (ahead + work) / max(self.engine.throughput, 1.0)
-        retry = max(1, math.ceil(ahead / max(self.engine.throughput, 1.0)))
+        wait = (ahead + work) / (rate * (1 - FLOOR_SHARE * lower))
+        retry = max(1, math.ceil(ahead / rate))
+        alone = work / rate
+        if own_deadline and alone > timeout_s:
+            raise DeadlineUnmeetable(f"the estimated time alone, {alone:.3f} s, exceeds the deadline of {timeout_s:g} s", alone)
         if self._pending_jobs >= self.max_queue:
             raise Overloaded(f"{self._pending_jobs} requests are already in flight (SWIRL_MAX_QUEUE); retry shortly", retry, "queue_full")
         if self.max_queue_work and backlog + work > self.max_queue_work:
@@ -335,12 +366,9 @@ class Worker:
                 retry,
                 "queue_work",
             )
-        if ahead and wait > self.request_timeout_s:
-            raise Overloaded(
-                f"estimated wait {wait:.1f} s exceeds SWIRL_REQUEST_TIMEOUT_S = {self.request_timeout_s:g} s; retry in {retry} s",
-                retry,
-                "estimated_wait",
-            )
+        if ahead and wait > timeout_s:
+            limit = "SWIRL_REQUEST_TIMEOUT_S" if timeout_s >= self.request_timeout_s else "its timeout_ms"
+            raise Overloaded(f"estimated wait {wait:.3g} s exceeds {limit} = {timeout_s:g} s; retry in {retry} s", retry, "estimated_wait")
 
     @property
     def queue_depth(self) -> int:
@@ -403,14 +431,20 @@ class Worker:
         else:
             self._admit(item)
 
+    def _account(self, model: Hashable, priority: int, work: int) -> None:
+        """Count admitted work (negative: finished) on its model's and class's lines; holds ``_lock``."""
+        self._pending_work += work
+        self._work_by_model[model] += work
+        self._work_by_class[model, priority] += work
+        if self._work_by_model[model] <= 0:
+            del self._work_by_model[model]
+        if self._work_by_class[model, priority] <= 0:
+            del self._work_by_class[model, priority]
+
     def _flow_done(self, job: FlowJob) -> None:
         with self._lock:
-            self._pending_work -= job.work
+            self._account(job.admission_key, FLOW_PRIORITY, -job.work)
             self._pending_jobs -= 1
-            key = job.admission_key
-            self._work_by_model[key] -= job.work
-            if self._work_by_model[key] <= 0:
-                del self._work_by_model[key]
         self.metrics.queue_work.set(self._pending_work)
         self.metrics.in_flight.set(self._pending_jobs)
 
@@ -433,14 +467,13 @@ class Worker:
 
     def _done(self, request: EngineRequest) -> None:
         with self._lock:
-            self._pending_work -= request.work
             self._pending_jobs -= 1
             self._users[request.model] -= 1
             model = self._model_of.pop(id(request), None)
             if model is not None:
-                self._work_by_model[model] -= request.work
-                if self._work_by_model[model] <= 0:
-                    del self._work_by_model[model]
+                self._account(model, request.priority, -request.work)
+            else:
+                self._pending_work -= request.work
             retire = request.model in self._retiring and self._users[request.model] == 0
         if retire:
             self._remove_if_unused(request.model)
@@ -457,6 +490,8 @@ class Worker:
             if isinstance(request.error, Cancelled):
                 self.metrics.cancelled.inc()
                 continue
+            if isinstance(request.error, DeadlineExceeded):
+                self.metrics.rejected.labels(reason="deadline").inc()
             if request.error is not None:
                 if not job.future.done():
                     job.future.set_exception(request.error)

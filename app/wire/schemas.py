@@ -21,6 +21,8 @@ MAX_SEED = 2**53 - 1  # JSON-safe: survives a round trip through JavaScript numb
 Space = Literal["model", "data"]
 SPACE_DESCRIPTION = "model: the normalised space the diffusion runs in; data: the swiss roll's own (x, z) = point × scale + mean"
 MAX_MODEL_NAME = 64
+MAX_TIMEOUT_MS = 86_400_000  # a day: longer is no deadline but a typo
+Priority = Literal["high", "normal", "low"]  # model.engine.PRIORITIES
 MODEL_DESCRIPTION = "model name (GET /models lists them); the default model (SWIRL_DEFAULT_MODEL) when omitted"
 
 
@@ -72,8 +74,19 @@ class SampleRequest(BaseModel):
     model: str | None = Field(None, max_length=MAX_MODEL_NAME, description=MODEL_DESCRIPTION, examples=["swiss-roll"])
     u: ArcPosition | list[ArcPosition] | None = Field(None, description=U_DESCRIPTION, examples=[0.5])
     guidance: float | None = Field(None, ge=0.0, allow_inf_nan=False, description=GUIDANCE_DESCRIPTION, examples=[0.25])
+    priority: Priority = Field(
+        "normal", description="high goes first in every tick; low never starves (it keeps at least a ninth of the rows); docs/qos.md", examples=["high"]
+    )
+    timeout_ms: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TIMEOUT_MS,
+        description="a deadline in ms from admission (at most SWIRL_REQUEST_TIMEOUT_S counts): 504 at once if the estimate says it cannot be met, "
+        "or when it passes mid-chain (no partial answer)",
+        examples=[250],
+    )
 
-    _ints = field_validator("n", "seed", "steps", "trajectory_every", mode="before")(reject_non_integers)
+    _ints = field_validator("n", "seed", "steps", "trajectory_every", "timeout_ms", mode="before")(reject_non_integers)
     _floats = field_validator("eta", "u", "guidance", mode="before")(_reject_booleans)
 
 

@@ -191,3 +191,21 @@ async def test_unknown_path_and_method(http: httpx.AsyncClient) -> None:
     assert missing.status_code == 404 and "error" in missing.json()
     wrong = await http.delete("/sample")
     assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+async def test_a_405_lists_every_method_the_path_supports_on_every_route(http: httpx.AsyncClient) -> None:
+    """RFC 9110 §15.5.6: Allow names all the methods of the resource, over every route on its
+    path (``/sample`` takes GET and POST), HEAD wherever GET is; checked for every documented path."""
+    schema = (await http.get("/openapi.json")).json()
+    filled = {"{name}": "tiny", "{model}": "swirl", "{version}": "1"}
+    assert schema["paths"]
+    for template, operations in schema["paths"].items():
+        path = template
+        for placeholder, value in filled.items():
+            path = path.replace(placeholder, value)
+        documented = {method.upper() for method in operations}
+        expected = documented | ({"HEAD"} if "GET" in documented else set())
+        for method in ("OPTIONS", "PUT", "DELETE", "PATCH"):
+            response = await http.request(method, path)
+            assert response.status_code == 405, (method, path, response.status_code)
+            assert set(response.headers["allow"].split(", ")) == expected, (method, path, response.headers["allow"])

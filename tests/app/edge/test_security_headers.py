@@ -118,7 +118,9 @@ async def test_page_assets_docs_and_errors_answer_with_the_security_headers(http
 
 async def test_cache_control_fits_each_endpoint(http: httpx.AsyncClient) -> None:
     sample = await http.get("/sample", params={"n": 3, "seed": 1, "sampler": "ddim", "steps": 2})
-    assert sample.status_code == 200 and sample.headers["cache-control"] == "no-store"
+    assert sample.status_code == 200 and sample.headers["cache-control"] == "public, max-age=31536000, immutable"  # seeded: its own (docs/qos.md)
+    unseeded = await http.get("/sample", params={"n": 3, "sampler": "ddim", "steps": 2})
+    assert unseeded.status_code == 200 and unseeded.headers["cache-control"] == "no-store"
     assert (await http.post("/sample", json={"n": 3, "seed": 1})).headers["cache-control"] == "no-store"
     assert (await http.get("/forward", params={"t": 3, "n": 3})).headers["cache-control"] == "no-store"
     assert (await http.get("/healthz")).headers["cache-control"] == "no-store"

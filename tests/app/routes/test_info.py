@@ -145,6 +145,9 @@ async def test_docs_and_openapi(client: httpx.AsyncClient) -> None:
     assert set(schema["paths"]["/sample"]) == {"get", "post"}
 
 
+SAMPLE_PARAMETERS = {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model", "u", "guidance", "priority", "timeout_ms"}
+
+
 async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/openapi.json")).json()
 
@@ -152,7 +155,7 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
         return "example" in item or bool(item.get("examples"))
 
     for path, expected in (
-        ("/sample", {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model", "u", "guidance"}),
+        ("/sample", SAMPLE_PARAMETERS),
         ("/forward", {"t", "n", "seed", "space", "model"}),
     ):
         parameters = schema["paths"][path]["get"]["parameters"]
@@ -163,7 +166,7 @@ async def test_every_sampling_parameter_has_an_example(client: httpx.AsyncClient
     assert body.get("examples") or body.get("example")
     # inline (the route reads its body itself: JSON, or an .npy of u), or a component
     request_schema = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[-1]] if "$ref" in body["schema"] else body["schema"]
-    assert set(request_schema["properties"]) == {"n", "seed", "sampler", "steps", "eta", "trajectory_every", "space", "model", "u", "guidance"}
+    assert set(request_schema["properties"]) == SAMPLE_PARAMETERS
     for name, prop in request_schema["properties"].items():
         assert has_example(prop), name
     assert request_schema.get("additionalProperties") is False

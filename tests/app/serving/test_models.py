@@ -228,6 +228,7 @@ async def test_reload_under_steady_load_drops_nothing_and_every_answer_matches_i
                 params = {"n": n, "seed": seed, "sampler": "ddim", "steps": 10, "model": "alpha"}
                 answers.append((seed, await r.http.get("/sample", params=params)))
                 i += 1
+                await asyncio.sleep(0.01)  # a response-cache hit never suspends in-process: let the reload have its turn
 
         clients = [asyncio.create_task(client(k)) for k in range(8)]
         await asyncio.sleep(0.5)
@@ -257,6 +258,10 @@ async def test_reload_under_steady_load_drops_nothing_and_every_answer_matches_i
         samples = metric_samples((await r.http.get("/metrics")).text)
         assert metric(samples, "swirl_model_reloads_total", model="alpha", result="loaded") == 1
         assert metric(samples, "swirl_model_versions_loaded", model="alpha") == 1
+        # the response cache served many of the repeats, yet never an old version's answer (checked above), and the old
+        # version's answers left with it
+        assert metric(samples, "swirl_response_cache_hits_total") > len(answers) // 2
+        assert r.service.response_cache.versions <= {r.service.models.get("alpha").served.key}
 
 
 async def test_a_corrupt_new_version_leaves_the_old_one_serving(repo: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:

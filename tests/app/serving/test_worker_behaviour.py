@@ -21,7 +21,7 @@ from tests.app.conftest import AppFactory, as_points, assert_names_field, metric
 async def test_concurrent_requests_share_ticks_yet_each_gets_its_points_alone(running_app: AppFactory) -> None:
     """16 concurrent seeded requests share the engine's ticks, yet each gets the points it gets alone."""
     params: list[dict[str, Any]] = [{"n": 10 + 7 * i, "seed": 1000 + i, "sampler": "ddim", "steps": 8, "eta": 0.5} for i in range(16)]
-    async with running_app() as r:
+    async with running_app(response_cache_bytes=0) as r:  # repeats must be sampled, not served from the cache
         alone = [as_points((await r.http.post("/sample", json=p)).json()) for p in params]
         before = metric_samples((await r.http.get("/metrics")).text)
         with worker_held(r.service) as gate:  # let them pile up, so that they must share ticks
@@ -99,7 +99,7 @@ async def test_request_timeout_is_504(running_app: AppFactory) -> None:
 
 
 async def test_non_finite_output_is_a_500_that_says_so_and_the_worker_survives(running_app: AppFactory) -> None:
-    async with running_app() as r:
+    async with running_app(response_cache_bytes=0) as r:  # the weights change in place below, under the same version
         net = r.service.checkpoint.net
         good = await r.http.get("/sample", params={"n": 30, "seed": 5})
         saved = net.out.bias.detach().clone()
