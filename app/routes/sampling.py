@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 from typing import Annotated, Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from app.edge.rate_limit import charge
 from app.errors import RequestTimeout, ServiceUnavailable
 from app.process.randomness import seed32
 from app.serving.service import Service, ServiceDep
-from app.serving.worker import Overloaded, SampleJob, SampleResult, WorkerStopped
+from app.serving.worker import Overloaded, SampleJob, SampleResult, Worker, WorkerStopped
 from app.wire import encoding
 from app.wire.encoding import JSON, NPY, POINT_FORMATS
 from app.wire.negotiation import accepts_encoding, negotiate
@@ -46,6 +45,8 @@ log = logging.getLogger("swirl.routes")
 router = APIRouter(tags=["sampling"])
 
 ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
+DISCONNECT_WATCH_AFTER_S = 0.02
+"""A request still waiting this long starts watching its connection for the client leaving."""
 
 
 def _header(description: str, example: str) -> dict[str, Any]:
@@ -122,21 +123,46 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def _await_result(job: SampleJob, request: Request, timeout: float) -> SampleResult:
-    """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick)."""
-    future: Future[SampleResult] = job.future
-    result = asyncio.wrap_future(future)
-    disconnect: asyncio.Future[None] = asyncio.ensure_future(_wait_for_disconnect(request))
-    waiting: set[asyncio.Future[Any]] = {result, disconnect}
+async def _await_result(job: SampleJob, request: Request, timeout: float, worker: Worker) -> SampleResult:
+    """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick).
+
+    Two timers and no task for most requests: a request still waiting after
+    ``DISCONNECT_WATCH_AFTER_S`` starts a task that reads its connection for the client leaving;
+    one answered sooner never needs it (a task, its first step and its cancellation cost a small
+    request about as much as its model does)."""
+    result = worker.wait_for(job)
+    loop = asyncio.get_running_loop()
+    reasons: list[str] = []  # why ``result`` was cancelled here: "timeout" or "client_gone"
+    watcher: asyncio.Task[None] | None = None
+
+    def end(reason: str) -> None:
+        if not result.done():
+            reasons.append(reason)
+            result.cancel()
+
+    def gone(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed read means the connection is gone too
+            end("client_gone")
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(_wait_for_disconnect(request))
+        watcher.add_done_callback(gone)
+
+    timers = (loop.call_later(timeout, end, "timeout"), loop.call_later(DISCONNECT_WATCH_AFTER_S, watch))
     try:
-        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return await result
+    except asyncio.CancelledError:
+        job.cancel()
+        if not reasons:
+            raise  # this handler itself was cancelled
     finally:
-        disconnect.cancel()
-    if result in done:
-        return result.result()
-    job.cancel()
-    result.cancel()
-    if disconnect in done:
+        for timer in timers:
+            timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
+    if reasons[0] == "client_gone":
         raise ClientGone
     raise RequestTimeout(f"the request took longer than {timeout:g} s (SWIRL_REQUEST_TIMEOUT_S)")
 
@@ -157,7 +183,7 @@ async def run_job(service: Service, job: SampleJob, request: Request) -> SampleR
     """Submit ``job`` and wait for its result: 503/504 as errors, None when the client has gone."""
     submit(service, job)
     try:
-        return await _await_result(job, request, service.settings.request_timeout_s)
+        return await _await_result(job, request, service.settings.request_timeout_s, service.worker)
     except RequestTimeout:
         service.metrics.rejected.labels(reason="timeout").inc()
         raise
