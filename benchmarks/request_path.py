@@ -173,8 +173,10 @@ def report(windows: dict[tuple[str, str], list[Window]], labels: list[str], scen
                 sum(w.errors for w in windows[(name, label)]),
             ]
             if label != labels[0]:
-                base = med(name, labels[0], lambda w: w.per_s)
-                row.append(f"{rate / base:.2f}× req/s, {med(name, label, lambda w: w.cpu_ms_per_request) / med(name, labels[0], lambda w: w.cpu_ms_per_request):.2f}× CPU")
+                rate_ratio = rate / med(name, labels[0], lambda w: w.per_s)
+                cpu_ratio = med(name, label, lambda w: w.cpu_ms_per_request) / med(name, labels[0], lambda w: w.cpu_ms_per_request)
+                p99_ratio = med(name, label, lambda w: w.percentile(0.99)) / med(name, labels[0], lambda w: w.percentile(0.99))
+                row.append(f"{rate_ratio:.2f}× req/s, {p99_ratio:.2f}× p99, {cpu_ratio:.2f}× CPU")
             else:
                 row.append("")
             rows.append(row)
@@ -213,7 +215,8 @@ def main() -> None:
             remove_checkout(previous)
     labels = [server.label for server in servers]
     report(windows, labels, scenarios)
-    print(f"\nprevious = {args.previous}, this = {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()} (+ uncommitted changes, if any)")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    print(f"\nprevious = {args.previous}, this = {head} (+ uncommitted changes, if any)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
