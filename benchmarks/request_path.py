@@ -1,6 +1,6 @@
 """The request path: what a request costs the server beside what its model costs, previous commit against this one.
 
-    python benchmarks/request_path.py [--previous 8833e25] [--duration 6] [--rounds 1]
+    python benchmarks/request_path.py [--previous 8833e25] [--duration 6] [--rounds 1] [--also thread:SWIRL_ENGINE_ON=thread]
 
 The previous commit is checked out with ``git worktree add`` into a temporary directory
 (removed afterwards) and both servers run side by side, default settings (``python -m app``,
@@ -8,7 +8,8 @@ SWIRL_WORKERS processes), with ``SWIRL_MODELS`` pointing at this checkout's ``ch
 so the 1-evaluation student is served. For every scenario the servers take turns (A B, round
 after round) under the same closed loop: ``--clients`` raw-socket clients
 (``benchmarks/_common.raw_get``: one fresh connection per request, tens of microseconds of
-client CPU) for ``--duration`` seconds after a one-second warm-up.
+client CPU) for ``--duration`` seconds after a one-second warm-up. ``--also`` adds servers of this
+checkout with other settings (say, the engine on its own thread) to the same turns.
 
 Reported per server and scenario: requests/s, p50 and p99 latency, and server CPU per request:
 user + system time of the supervisor and every server process (``/proc/<pid>/stat``) over the
@@ -196,6 +197,13 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=48, help="closed-loop clients (default 48)")
     p.add_argument("--only", choices=list(SCENARIOS), action="append", help="run only these scenarios")
     p.add_argument("--this-only", action="store_true", help="serve this checkout only (no previous commit)")
+    p.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE[,NAME=VALUE]",
+        help="another server of this checkout with these environment variables, e.g. thread:SWIRL_ENGINE_ON=thread",
+    )
     args = p.parse_args()
     scenarios = args.only or list(SCENARIOS)
     env = {"SWIRL_MODELS": str(ROOT / "checkpoints")}
@@ -207,6 +215,10 @@ def main() -> None:
         if previous is not None:
             servers.append(start("previous", previous, env))
         servers.append(start("this", ROOT, env))
+        for also in args.also:
+            label, _, assignments = also.partition(":")
+            extra = dict(item.split("=", 1) for item in assignments.split(",") if item)
+            servers.append(start(label, ROOT, {**env, **extra}))
         windows = measure(servers, scenarios, args)
     finally:
         for server in servers:

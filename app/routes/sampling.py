@@ -45,7 +45,7 @@ log = logging.getLogger("swirl.routes")
 router = APIRouter(tags=["sampling"])
 
 ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
-DISCONNECT_WATCH_AFTER_S = 0.02
+DISCONNECT_WATCH_AFTER_S = 0.1
 """A request still waiting this long starts watching its connection for the client leaving."""
 
 
@@ -127,7 +127,7 @@ async def _await_result(job: SampleJob, request: Request, timeout: float, worker
     """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick).
 
     Two timers and no task for most requests: a request still waiting after
-    ``DISCONNECT_WATCH_AFTER_S`` starts a task that reads its connection for the client leaving;
+    ``DISCONNECT_WATCH_AFTER_S`` (0.1 s) starts a task that reads its connection for the client leaving;
     one answered sooner never needs it (a task, its first step and its cancellation cost a small
     request about as much as its model does)."""
     result = worker.wait_for(job)

@@ -42,7 +42,9 @@ log = logging.getLogger("swirl.worker")
 R = TypeVar("R")
 
 GATHER_PASSES = 8
-"""With the engine on the event loop: passes of the loop a tick of only new requests waits while more keep arriving."""
+"""With the engine on the event loop: passes of the loop a tick of only new requests waits while more keep arriving ..."""
+GATHER_S = 0.002
+"""... and for at most this long after the pass that first saw them."""
 
 
 class Overloaded(RuntimeError):
@@ -155,6 +157,7 @@ class Worker:
         # the engine: OpenMP keeps the count per thread, and a thread that ran torch before keeps the default (all cores)
         self._torch_threads = torch.get_num_threads()
         self._gathered = 0  # passes the next tick has waited for company (GATHER_PASSES)
+        self._gather_started = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -445,15 +448,18 @@ class Worker:
         work is in flight; between passes the loop reads, parses and answers other requests.
 
         A tick that would start only new requests waits a pass while requests keep arriving
-        (at most ``GATHER_PASSES``): under load the requests parsed in the next few passes
-        share its evaluation instead of each paying a tick of its own; a lone request waits one
-        pass of the loop. Chains already running never wait."""
+        (at most ``GATHER_PASSES`` passes and ``GATHER_S``): under load the requests parsed in
+        the next few passes share its evaluation instead of each paying a tick of its own; a lone
+        request waits one pass of the loop. Chains already running never wait."""
         self._pass_scheduled = False
         fresh = self.engine.idle or self._gathered > 0
         admitted = self._admitted
         with torch.inference_mode():
             self._drain()
-            if fresh and self._admitted > admitted and self._gathered < GATHER_PASSES and self._accepting:
+            if self._gathered == 0:
+                self._gather_started = time.perf_counter()
+            waited = time.perf_counter() - self._gather_started
+            if fresh and self._admitted > admitted and self._gathered < GATHER_PASSES and waited < GATHER_S and self._accepting:
                 self._gathered += 1
                 self._kick()
                 return
