@@ -1,6 +1,6 @@
 """The request path: what a request costs the server beside what its model costs, previous commit against this one.
 
-    python benchmarks/request_path.py [--previous 8833e25] [--duration 6] [--rounds 1] [--also thread:SWIRL_ENGINE_ON=thread]
+    python benchmarks/request_path.py [--previous 8833e25] [--duration 6] [--rounds 1] [--also loop:SWIRL_ENGINE_ON=loop]
 
 The previous commit is checked out with ``git worktree add`` into a temporary directory
 (removed afterwards) and both servers run side by side, default settings (``python -m app``,
@@ -9,7 +9,7 @@ so the 1-evaluation student is served. For every scenario the servers take turns
 after round) under the same closed loop: ``--clients`` raw-socket clients
 (``benchmarks/_common.raw_get``: one fresh connection per request, tens of microseconds of
 client CPU) for ``--duration`` seconds after a one-second warm-up. ``--also`` adds servers of this
-checkout with other settings (say, the engine on its own thread) to the same turns.
+checkout with other settings (say, the engine on the event loop) to the same turns.
 
 Reported per server and scenario: requests/s, p50 and p99 latency, and server CPU per request:
 user + system time of the supervisor and every server process (``/proc/<pid>/stat``) over the
@@ -202,7 +202,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="LABEL:NAME=VALUE[,NAME=VALUE]",
-        help="another server of this checkout with these environment variables, e.g. thread:SWIRL_ENGINE_ON=thread",
+        help="another server of this checkout with these environment variables, e.g. loop:SWIRL_ENGINE_ON=loop",
     )
     args = p.parse_args()
     scenarios = args.only or list(SCENARIOS)
