@@ -28,14 +28,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine, raw_get, table
+from benchmarks._common import closed_loop_latencies, machine, table
 from benchmarks.engine import Server, start, stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,26 +103,9 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 async def closed_loop(port: int, clients: int, duration: float, target: Callable[[random.Random], str], pids: list[int] | None) -> Window:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.monotonic() + duration
-
-    async def client(index: int) -> None:
-        nonlocal errors
-        rng = random.Random(index)
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                status, _ = await raw_get("127.0.0.1", port, target(rng))
-            except OSError:
-                status = 0
-            latencies.append(time.perf_counter() - started)
-            errors += status != 200
-
+    """``closed_loop_latencies`` with the server's CPU time (``pids``) over the window."""
     cpu_before = cpu_seconds(pids) if pids else 0.0
-    started = time.monotonic()
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    elapsed = time.monotonic() - started
+    latencies, errors, elapsed = await closed_loop_latencies(port, clients, duration, target)
     cpu = cpu_seconds(pids) - cpu_before if pids else 0.0
     return Window(len(latencies), errors, elapsed, cpu, latencies)
 
