@@ -2,7 +2,9 @@
 
 Routes call ``submit`` from the event loop; the worker thread moves new requests into the
 engine between ticks, ticks while anything is in flight, and resolves the futures of the
-requests that ended in a tick together. Everything about batching, scheduling and noise
+requests that ended in a tick together. With ``start(loop)`` (SWIRL_ENGINE_ON=loop) the same
+steps run on the event loop's own thread instead, a tick per pass of the loop, and no
+hand-off crosses threads (docs/request-path.md compares the two). Everything about batching, scheduling and noise
 lives in ``model.engine``; this file only connects it to the service.
 
 Model versions come and go while requests are in flight (``app.serving.models`` reloads them):
