@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     switch_interval_ms: float = Field(
         0.5, gt=0, le=100, description="Python's GIL switch interval in each server process (Python's default is 5 ms); see docs/engine.md"
     )
+    engine_on: Literal["thread", "loop"] = Field(
+        "thread",
+        description="where the engine ticks: thread = its own thread; loop = the event loop's thread, a tick per pass between its I/O "
+        "(no GIL hand-offs; CPU only: a GPU tick waits for the device); see docs/request-path.md",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
     gzip_min_bytes: int = Field(0, ge=0, description="gzip JSON answers at least this long when the client accepts gzip; 0 never")
     graceful_shutdown_s: float = Field(30.0, ge=1, description="on SIGTERM, how long in-flight requests may take")
@@ -125,6 +130,10 @@ class Settings(BaseSettings):
         if self.workers:
             return self.workers
         return 1 if cuda else max(1, len(os.sched_getaffinity(0)))
+
+    def engine_on_loop(self, device_type: str) -> bool:
+        """Whether the engine ticks on the event loop: SWIRL_ENGINE_ON=loop, on CPU (a GPU keeps its thread)."""
+        return self.engine_on == "loop" and device_type == "cpu"
 
     def resolved_torch_threads(self, workers: int) -> int:
         """SWIRL_TORCH_THREADS, with 0 resolved: the cores split evenly between the processes."""

@@ -10,6 +10,7 @@ samples, finishes the admitted ones, then stops the worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         app.state.service = service
         await run_in_threadpool(service.models.warm_up_all)
-        service.worker.start()
+        service.worker.start(asyncio.get_running_loop() if settings.engine_on_loop(service.worker.engine.device.type) else None)
         grpc_server = None
         if settings.grpc_port:
             from app.routes import grpc_server as grpc_serving  # grpcio loads only when gRPC is on

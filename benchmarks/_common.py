@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import socket
 import statistics
 import subprocess
@@ -71,6 +72,33 @@ async def raw_get(host: str, port: int, target: str, headers: str = "") -> tuple
         return status, body
     finally:
         writer.close()
+
+
+async def closed_loop_latencies(port: int, clients: int, duration: float, target: Callable[[random.Random], str]) -> tuple[list[float], int, float]:
+    """``clients`` closed-loop clients sending ``raw_get(target(rng))`` (each client its own
+    ``random.Random(index)``) for ``duration`` seconds: (latencies in s, non-200 answers, elapsed s).
+    A request that fails at the socket counts as a non-200 answer."""
+    import asyncio
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + duration
+
+    async def client(index: int) -> None:
+        nonlocal errors
+        rng = random.Random(index)
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                status, _ = await raw_get("127.0.0.1", port, target(rng))
+            except OSError:
+                status = 0
+            latencies.append(time.perf_counter() - started)
+            errors += status != 200
+
+    started = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return latencies, errors, time.monotonic() - started
 
 
 def free_port() -> int:

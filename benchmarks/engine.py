@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import free_port, machine, raw_get, table, wait_ready
+from benchmarks._common import closed_loop_latencies, free_port, machine, raw_get, table, wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXED = ["sampler=ddpm", "sampler=ddim&steps=10", "sampler=dpmpp2m&steps=10"]
@@ -82,23 +81,8 @@ def stop(server: Server) -> None:
 
 async def closed_loop(port: int, clients: int, duration: float, n: int) -> tuple[float, float, float, int]:
     """(points/s, p50 ms, p99 ms, non-200 answers) for ``clients`` closed-loop clients."""
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.monotonic() + duration
-
-    async def client(index: int) -> None:
-        nonlocal errors
-        rng = random.Random(index)
-        while time.monotonic() < deadline:
-            query = f"/sample?n={n}&seed={rng.randrange(1 << 30)}&{rng.choice(MIXED)}"
-            started = time.perf_counter()
-            status, _ = await raw_get("127.0.0.1", port, query)
-            latencies.append(time.perf_counter() - started)
-            errors += status != 200
-
-    started = time.monotonic()
-    await asyncio.gather(*(client(i) for i in range(clients)))
-    elapsed = time.monotonic() - started
+    target = lambda rng: f"/sample?n={n}&seed={rng.randrange(1 << 30)}&{rng.choice(MIXED)}"  # noqa: E731
+    latencies, errors, elapsed = await closed_loop_latencies(port, clients, duration, target)
     ordered = sorted(latencies)
     p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3  # noqa: E731
     return (len(latencies) - errors) * n / elapsed, p(0.5), p(0.99), errors

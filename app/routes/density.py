@@ -114,7 +114,7 @@ async def log_prob(service: ServiceDep, request: Request) -> Response:
     job = FlowJob(FlowIntegration(version.flow_denoiser, grid, torch.from_numpy(np.ascontiguousarray(x))), model=version.name)
     admit(service, lambda: service.worker.submit_flow(job))
     try:
-        result = await await_result(job, request, service.settings.request_timeout_s)
+        result = await await_result(job, request, service.settings.request_timeout_s, service.worker)
     except ClientGone:
         service.metrics.rejected.labels(reason="client_gone").inc()
         return Response(status_code=499)

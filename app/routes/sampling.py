@@ -29,7 +29,7 @@ from app.errors import RequestTimeout, ServiceUnavailable
 from app.process.randomness import seed32
 from app.serving.response_cache import AnswerKey, CachedAnswer
 from app.serving.service import Service, ServiceDep
-from app.serving.worker import DeadlineUnmeetable, Overloaded, SampleJob, SampleResult, WorkerStopped
+from app.serving.worker import DeadlineUnmeetable, Overloaded, SampleJob, SampleResult, Worker, WorkerStopped
 from app.wire import encoding
 from app.wire.conditional import none_match
 from app.wire.encoding import JSON, NPY, POINT_FORMATS
@@ -54,6 +54,8 @@ log = logging.getLogger("swirl.routes")
 router = APIRouter(tags=["sampling"])
 
 ENCODE_OFF_LOOP_POINTS = 20_000  # larger payloads are encoded in a thread
+DISCONNECT_WATCH_AFTER_S = 0.1
+"""A request still waiting this long starts watching its connection for the client leaving."""
 
 
 def header_doc(description: str, example: str) -> dict[str, Any]:
@@ -144,21 +146,46 @@ async def _wait_for_disconnect(request: Request) -> None:
             return
 
 
-async def await_result(job: Cancellable[R], request: Request, timeout: float, source: str = "SWIRL_REQUEST_TIMEOUT_S") -> R:
-    """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick)."""
-    future: Future[R] = job.future
-    result = asyncio.wrap_future(future)
-    disconnect: asyncio.Future[None] = asyncio.ensure_future(_wait_for_disconnect(request))
-    waiting: set[asyncio.Future[Any]] = {result, disconnect}
+async def await_result(job: Cancellable[R], request: Request, timeout: float, worker: Worker, source: str = "SWIRL_REQUEST_TIMEOUT_S") -> R:
+    """Wait for the engine; on timeout or disconnect, cancel the job (its rows leave at the next tick).
+
+    Two timers and no task for most requests: a request still waiting after
+    ``DISCONNECT_WATCH_AFTER_S`` (0.1 s) starts a task that reads its connection for the client leaving;
+    one answered sooner never needs it (a task, its first step and its cancellation cost a small
+    request about as much as its model does)."""
+    result = worker.wait_for(job.future)
+    loop = asyncio.get_running_loop()
+    reasons: list[str] = []  # why ``result`` was cancelled here: "timeout" or "client_gone"
+    watcher: asyncio.Task[None] | None = None
+
+    def end(reason: str) -> None:
+        if not result.done():
+            reasons.append(reason)
+            result.cancel()
+
+    def gone(task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed read means the connection is gone too
+            end("client_gone")
+
+    def watch() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(_wait_for_disconnect(request))
+        watcher.add_done_callback(gone)
+
+    timers = (loop.call_later(timeout, end, "timeout"), loop.call_later(DISCONNECT_WATCH_AFTER_S, watch))
     try:
-        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return await result
+    except asyncio.CancelledError:
+        job.cancel()
+        if not reasons:
+            raise  # this handler itself was cancelled
     finally:
-        disconnect.cancel()
-    if result in done:
-        return result.result()
-    job.cancel()
-    result.cancel()
-    if disconnect in done:
+        for timer in timers:
+            timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
+    if reasons[0] == "client_gone":
         raise ClientGone
     raise RequestTimeout(_timeout_message(timeout, source))
 
@@ -196,7 +223,7 @@ async def run_job(service: Service, job: SampleJob, request: Request) -> SampleR
     submit(service, job)
     timeout = service.worker.timeout_s(job)
     try:
-        return await await_result(job, request, timeout, _timeout_source(job))
+        return await await_result(job, request, timeout, service.worker, _timeout_source(job))
     except RequestTimeout:
         service.metrics.rejected.labels(reason="timeout").inc()
         raise

@@ -2,7 +2,9 @@
 
 Routes call ``submit`` from the event loop; the worker thread moves new requests into the
 engine between ticks, ticks while anything is in flight, and resolves the futures of the
-requests that ended in a tick together. Everything about batching, scheduling and noise
+requests that ended in a tick together. With ``start(loop)`` (SWIRL_ENGINE_ON=loop) the same
+steps run on the event loop's own thread instead, a tick per pass of the loop, and no
+hand-off crosses threads (docs/request-path.md compares the two). Everything about batching, scheduling and noise
 lives in ``model.engine``; this file only connects it to the service.
 
 Model versions come and go while requests are in flight (``app.serving.models`` reloads them):
@@ -15,6 +17,7 @@ switch can never strand one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -43,6 +46,11 @@ FLOW_PRIORITY = PRIORITIES.index("normal")
 log = logging.getLogger("swirl.worker")
 
 R = TypeVar("R")
+
+GATHER_PASSES = 8
+"""With the engine on the event loop: passes of the loop a tick of only new requests waits while more keep arriving ..."""
+GATHER_S = 0.002
+"""... and for at most this long after the pass that first saw them."""
 
 
 class Overloaded(RuntimeError):
@@ -161,16 +169,45 @@ class Worker:
         self.on_version_removed: Callable[[Hashable], None] | None = None  # called on this thread when a version leaves
         self._thread = threading.Thread(target=self._loop, name="swirl-engine", daemon=True)
         self._accepting = False
+        # the engine on an event loop (start(loop)): its thread, whether a pass is scheduled, the end
+        self._loop_driver: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._pass_scheduled = False
+        self._stopped = threading.Event()
+        self._admitted = 0  # jobs taken into the engine so far
+        # the process's torch threads (Service.load sets them before building the worker), for the thread that drives
+        # the engine: OpenMP keeps the count per thread, and a thread that ran torch before keeps the default (all cores)
+        self._torch_threads = torch.get_num_threads()
+        self._gathered = 0  # passes the next tick has waited for company (GATHER_PASSES)
+        self._gather_started = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start driving the engine: on its own thread, or with ``loop`` on that event loop's thread
+        (call it from the loop), one tick per pass of the loop, between its I/O callbacks."""
         self._accepting = True
-        self._thread.start()
+        if loop is None:
+            self._thread.start()
+            return
+        self._loop_driver = loop
+        self._loop_thread = threading.get_ident()
+        torch.set_num_threads(self._torch_threads)  # a per-thread setting in OpenMP: the loop's thread had its own
+        self._kick()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Refuse new work, finish what was admitted, then end the thread."""
+        """Refuse new work, finish what was admitted, then stop driving the engine. From any
+        thread but the event loop's when the engine runs on the loop (it keeps ticking meanwhile)."""
         self._accepting = False
+        if self._loop_driver is not None:
+            if threading.get_ident() == self._loop_thread:  # no pass can run while this waits: drive it here
+                while not self._stopped.is_set():
+                    self._pass()
+                return
+            self._wake()
+            if not self._stopped.wait(timeout):
+                log.warning("engine still busy after %.0f s; abandoning %d request(s)", timeout, self._pending_jobs)
+            return
         if self._thread.is_alive():
             self._inbox.put(None)
             self._thread.join(timeout)
@@ -179,18 +216,48 @@ class Worker:
 
     @property
     def running(self) -> bool:
+        if self._loop_driver is not None:
+            return not self._stopped.is_set()
         return self._thread.is_alive()
 
+    @property
+    def on_loop(self) -> bool:
+        """Whether the engine runs on the event loop's thread (``start(loop)``)."""
+        return self._loop_driver is not None
+
     def call_soon(self, fn: Callable[[], R]) -> Future[R]:
-        """Run ``fn`` on the engine's thread between ticks (inline before the thread starts)."""
+        """Run ``fn`` on the engine's thread between ticks (inline before the engine starts)."""
         call = _Call(fn)
-        if not self._thread.is_alive():
+        if not self.running:
             if self._accepting:  # stopped: the engine is gone with its thread
                 raise WorkerStopped("the server is shutting down")
             call.run()
         else:
             self._inbox.put(call)
+            self._wake()
         return call.future
+
+    def wait_for(self, future: Future[R]) -> asyncio.Future[R]:
+        """A job's result (its ``future``) as a future of the running event loop. With the engine on this loop the
+        result is set as its tick ends, with nothing crossing threads; from the engine's own thread
+        it crosses by ``call_soon_threadsafe`` (``asyncio.wrap_future``)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop_driver:
+            return asyncio.wrap_future(future, loop=loop)
+        waiter: asyncio.Future[R] = loop.create_future()
+
+        def copy(done: Future[R]) -> None:
+            if waiter.done():
+                return
+            if done.cancelled():
+                waiter.cancel()
+            elif (error := done.exception()) is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(done.result())
+
+        future.add_done_callback(copy)
+        return waiter
 
     def warm_up(self, model: str | ServedModel | None = None, rows: int | None = None) -> None:
         """Run the common samplers on a model version once (first-call costs; at start-up
@@ -200,7 +267,7 @@ class Worker:
         served = model if isinstance(model, ServedModel) else self.resolve_model(model)
         n = rows or min(max(self.engine.tick_rows, 256), 8192)
         specs = (SamplerSpec("ddpm"), SamplerSpec("ddim", steps=10), SamplerSpec("dpmpp2m", steps=10))
-        if self._thread.is_alive():
+        if self.running:
             jobs = [SampleJob(n=n, seed=0, spec=spec) for spec in specs]
             for job in jobs:
                 self.submit(job, served=served, admission=False)
@@ -309,6 +376,7 @@ class Worker:
         if admission:
             request.deadline = request.submitted_at + self.timeout_s(job)
         self._inbox.put(job)
+        self._wake()
         self.metrics.queue_work.set(self._pending_work)
         self.metrics.in_flight.set(self._pending_jobs)
         return job.future
@@ -325,6 +393,7 @@ class Worker:
             self._pending_jobs += 1
         job.submitted_at = time.perf_counter()
         self._inbox.put(job)
+        self._wake()
         self.metrics.queue_work.set(self._pending_work)
         self.metrics.in_flight.set(self._pending_jobs)
         return job.future
@@ -382,6 +451,7 @@ class Worker:
 
     def _loop(self) -> None:
         stopping = False
+        torch.set_num_threads(self._torch_threads)
         with torch.inference_mode():
             while True:
                 if self.engine.idle and self._flows.idle:
@@ -392,33 +462,88 @@ class Worker:
                         stopping = True
                         continue
                     self._take(job)
-                while True:  # everything that arrived since the last tick joins this one
-                    try:
-                        job = self._inbox.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stopping = True
-                    else:
-                        self._take(job)
-                if not self.engine.idle:
-                    started = time.perf_counter()
-                    ended = self.engine.tick()
-                    self._sampling_s += time.perf_counter() - started
-                    self.metrics.ticks.inc()
-                    self.metrics.tick_rows.observe(self.engine.last_tick_rows)
-                    if ended:
-                        self._resolve(ended)
-                else:
-                    self._sampling_s = self._flow_s = 0.0  # no sampling in flight: density work runs back to back
-                if not self._flows.idle and self._flow_s <= self._sampling_s:
-                    # one bounded slice of density work between ticks, at most half the thread's time
-                    # while sampling is in flight: a /sample waits at most about as long again as alone
-                    started = time.perf_counter()
-                    flow = self._flows.run_slice()
-                    self._flow_s += time.perf_counter() - started
-                    if flow is not None:
-                        self._flow_done(flow)
+                stopping = self._drain() or stopping
+                self._tick()
+
+    def _drain(self) -> bool:
+        """Everything that arrived since the last tick joins the next one; True if the stop sentinel came."""
+        stopping = False
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                return stopping
+            if job is None:
+                stopping = True
+            else:
+                self._take(job)
+
+    def _tick(self) -> None:
+        """One engine tick (when sampling is in flight), then one bounded slice of density work:
+        at most half the thread's time while sampling is in flight, so a /sample waits at most
+        about as long again as alone; back to back when no sampling is in flight."""
+        if not self.engine.idle:
+            started = time.perf_counter()
+            ended = self.engine.tick()
+            self._sampling_s += time.perf_counter() - started
+            self.metrics.ticks.inc()
+            self.metrics.tick_rows.observe(self.engine.last_tick_rows)
+            if ended:
+                self._resolve(ended)
+        else:
+            self._sampling_s = self._flow_s = 0.0
+        if not self._flows.idle and self._flow_s <= self._sampling_s:
+            started = time.perf_counter()
+            flow = self._flows.run_slice()
+            self._flow_s += time.perf_counter() - started
+            if flow is not None:
+                self._flow_done(flow)
+
+    # -- the engine on the event loop (start(loop)) ----------------------------------------
+
+    def _wake(self) -> None:
+        """New work for an engine on the event loop: make sure a pass is scheduled (from any thread)."""
+        loop = self._loop_driver
+        if loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._kick()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nothing left to drive
+                loop.call_soon_threadsafe(self._kick)
+
+    def _kick(self) -> None:
+        if not self._pass_scheduled:
+            self._pass_scheduled = True
+            assert self._loop_driver is not None
+            self._loop_driver.call_soon(self._pass)
+
+    def _pass(self) -> None:
+        """One pass on the event loop: admit what arrived, one tick, and again next pass while
+        work is in flight; between passes the loop reads, parses and answers other requests.
+
+        A tick that would start only new requests waits a pass while requests keep arriving
+        (at most ``GATHER_PASSES`` passes and ``GATHER_S``): under load the requests parsed in
+        the next few passes share its evaluation instead of each paying a tick of its own; a lone
+        request waits one pass of the loop. Chains already running never wait."""
+        self._pass_scheduled = False
+        fresh = (self.engine.idle and self._flows.idle) or self._gathered > 0
+        admitted = self._admitted
+        with torch.inference_mode():
+            self._drain()
+            if self._gathered == 0:
+                self._gather_started = time.perf_counter()
+            waited = time.perf_counter() - self._gather_started
+            if fresh and self._admitted > admitted and self._gathered < GATHER_PASSES and waited < GATHER_S and self._accepting:
+                self._gathered += 1
+                self._kick()
+                return
+            self._gathered = 0
+            self._tick()
+        if not (self.engine.idle and self._flows.idle):
+            self._kick()
+        elif not self._accepting and self._inbox.empty():
+            self._stopped.set()
 
     def _take(self, item: SampleJob | FlowJob | _Call) -> None:
         if isinstance(item, _Call):
@@ -464,6 +589,7 @@ class Worker:
             job.future.set_exception(exc)
             return
         self._jobs[id(request)] = job
+        self._admitted += 1
 
     def _done(self, request: EngineRequest) -> None:
         with self._lock:

@@ -80,13 +80,17 @@ class Gate:
 
 @contextmanager
 def worker_held(service: Service) -> Iterator[Gate]:
-    """Make the engine wait before each tick until the gate is opened (opened on exit)."""
+    """Make the engine wait before each tick until the gate is opened (opened on exit). An engine on
+    the event loop skips its ticks meanwhile (the loop must go on serving); one on its own thread blocks."""
     engine = service.worker.engine
     gate = Gate(threading.Event())
     tick = engine.tick
+    on_loop = service.worker.on_loop
 
     def gated() -> Any:
         gate.waiting = engine.in_flight
+        if on_loop and not gate.event.is_set():
+            return []  # no tick this pass; the next pass asks again
         gate.event.wait(30)
         return tick()
 

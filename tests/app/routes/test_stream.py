@@ -136,7 +136,7 @@ async def test_overload_is_a_503_before_the_stream(running_app: AppFactory) -> N
             assert refused.status_code == 503 and "SWIRL_MAX_QUEUE" in refused.json()["error"] and "retry-after" in refused.headers
         finally:
             worker._admit = admit  # type: ignore[method-assign]
-        worker._inbox.put(held[0])  # the worker thread admits it now
+        worker.call_soon(lambda: admit(held[0]))  # the engine admits it now, on its own thread between ticks
         response = await first
         assert [e for e, _ in parse_events(response.text)] == ["frame"] * 3 + ["done"]
 
