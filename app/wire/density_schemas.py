@@ -97,6 +97,10 @@ def _body_options(values: dict[str, Any], defaults: dict[str, Any]) -> LogProbOp
         raise RequestValidationError(errors) from None
 
 
+MAX_COORDINATE = 1e4
+"""The largest |coordinate| /log_prob takes, in either space: the roll lies within about ±15 data units."""
+
+
 def read_points(array: Any, max_points: int) -> np.ndarray:
     """(n, 2) float64 points from a nested list or an array; LimitError naming the field (or the index)."""
     try:
@@ -113,6 +117,10 @@ def read_points(array: Any, max_points: int) -> np.ndarray:
     if not finite.all():
         index = int(np.argmin(finite))
         raise _points_error(f"coordinates must be finite, got {points[index].tolist()}", field=f"points[{index}]")
+    inside = (np.abs(points) <= MAX_COORDINATE).all(axis=1)
+    if not inside.all():  # the float32 network and the ODE overflow long before 1e170; the density there is 0 to any precision
+        index = int(np.argmin(inside))
+        raise _points_error(f"coordinates must lie within ±{MAX_COORDINATE:g}, got {points[index].tolist()}", field=f"points[{index}]")
     return points
 
 

@@ -40,7 +40,8 @@ def rejected(url: str, reason: str) -> float:
 
 def hold_the_queue(url: str) -> threading.Thread:
     """Start a long chain in a thread; return once the server holds it (the one queue slot is taken)."""
-    thread = threading.Thread(target=lambda: httpx.get(f"{url}/sample", params={"n": LONG_N, "seed": 0}, timeout=300), daemon=True)
+    # unseeded: a seeded answer may come from the response cache, never taking the slot
+    thread = threading.Thread(target=lambda: httpx.get(f"{url}/sample", params={"n": LONG_N}, timeout=300), daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while in_flight(url) < 1:

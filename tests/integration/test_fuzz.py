@@ -40,6 +40,7 @@ def fuzz_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
         tmp_path_factory.mktemp("fuzz") / "server.log",
         SWIRL_MAX_POINTS="1000",  # the default n is valid, so that empty requests succeed
         SWIRL_MAX_RESPONSE_POINTS="5000",
+        SWIRL_MAX_LOG_PROB_POINTS="200",
         SWIRL_LOG_LEVEL="warning",
     )
     try:
@@ -73,9 +74,12 @@ def load_schema(server: Server, timeout_ms: dict[str, Any] | None) -> schemathes
                     parameter["schema"] = {"anyOf": [{"type": "string", "enum": names}, {"type": "null"}]}
                 if parameter["name"] == "timeout_ms" and timeout_ms is not None:
                     parameter["schema"] = timeout_ms
-    raw["components"]["schemas"]["SampleRequest"]["properties"]["model"] = {"anyOf": [{"type": "string", "enum": names}, {"type": "null"}]}
+    # POST /sample's body: inline (the route reads its body itself: JSON, or an .npy of u) or a component
+    body = raw["paths"]["/sample"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    request_schema = raw["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]] if "$ref" in body else body
+    request_schema["properties"]["model"] = {"anyOf": [{"type": "string", "enum": names}, {"type": "null"}]}
     if timeout_ms is not None:
-        raw["components"]["schemas"]["SampleRequest"]["properties"]["timeout_ms"] = timeout_ms
+        request_schema["properties"]["timeout_ms"] = timeout_ms
     schema = schemathesis.openapi.from_dict(raw)
     schema.config.update(base_url=server.url)
     # The sampler's cross-field rules (eta for ddim only, ddpm takes T steps, steps ≤ T,
@@ -112,6 +116,8 @@ OPERATIONS = [
     ("GET", "/v2/models/{model}/versions/{version}/ready"),
     ("POST", "/v2/models/{model}/infer"),
     ("POST", "/v2/models/{model}/versions/{version}/infer"),
+    ("POST", "/log_prob"),
+    ("GET", "/score"),
 ]
 
 
@@ -121,7 +127,7 @@ def test_the_fuzzed_operations_are_all_the_operations(api_schema: schemathesis.B
     assert found == set(OPERATIONS)
 
 
-WITH_PARAMETERS = {("GET", "/sample"), ("POST", "/sample"), ("GET", "/forward"), ("GET", "/sample/stream")}
+WITH_PARAMETERS = {("GET", "/sample"), ("POST", "/sample"), ("GET", "/forward"), ("GET", "/sample/stream"), ("POST", "/log_prob"), ("GET", "/score")}
 CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [(m, p, GenerationMode.NEGATIVE) for m, p in OPERATIONS if (m, p) in WITH_PARAMETERS]
 
 

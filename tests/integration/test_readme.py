@@ -87,7 +87,7 @@ def test_readme_curl_examples_work(live_server: str, tmp_path: Path) -> None:
             elif command.rstrip("'").endswith("/models"):  # what the README says: the six shipped models
                 assert sorted(m["name"] for m in payload["models"]) == SHIPPED_MODELS
                 assert [m["name"] for m in payload["models"] if m["default"]] == ["swiss-roll"]
-            elif "/models/" in command:
+            elif "/models/" in command and "/v2/" not in command:
                 assert "name" in payload
             elif expected == 200 and "/sample" in command:
                 assert "points" in payload
@@ -189,8 +189,8 @@ def command_class(command: str) -> str:
         return "container"  # tests/container/run.sh (make test-container) builds and runs the image
     if command == "make test":
         return "self"  # the command that runs this test
-    if "swiss-roll-v" in command or "make_few_step_figure" in command:
-        return "long"  # reproduces the few-step models (hours of CPU): checked by their options, below
+    if "swiss-roll-v" in command or "make_few_step_figure" in command or "swiss-roll-guided" in command:
+        return "long"  # reproduces the few-step or the guided models (minutes to hours of CPU): checked by their options, below
     if "ray" in command or command.startswith("kubectl "):
         return "long"  # a Ray cluster / Kubernetes (tests/ray runs the same entry point on a real local cluster)
     if re.match(r"(\w+=\S+\s+)*make (serve|train)$", command) or command.startswith(".venv/bin/python -m model."):

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.config import Settings
 from model.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint, read_metadata
 from tests.servers import Launched, Server, free_port, launch, start_server, stop_server
 
@@ -166,7 +167,9 @@ def body_cases() -> list[tuple[str, bytes, str]]:
     ]
     for label, raw_body in malformed:
         cases.append((label, raw_body, "body"))
-    cases.append(("oversized body", b'{"n": 5, "pad": "' + b"x" * 4_000_000 + b'"}', "body"))
+    # past POST /sample's limit: SWIRL_MAX_BODY_BYTES plus room for u per point (app.config.Settings.u_body_bytes)
+    oversized = Settings(max_points=BIG).u_body_bytes() + 1
+    cases.append(("oversized body", b'{"n": 5, "pad": "' + b"x" * oversized + b'"}', "body"))
     return cases
 
 

@@ -108,7 +108,8 @@ def test_sampling_and_errors_through_serve(swirl: SwirlCluster) -> None:
             assert name in bad.json()["error"], (params, bad.text)
         bad_body = http.post("/sample", content=b'{"n": "many"}', headers={"content-type": "application/json"})
         assert bad_body.status_code == 422 and "n" in bad_body.json()["error"]
-        too_big = http.post("/sample", content=b" " * 20_000, headers={"content-type": "application/json"})
+        # past POST /sample's limit (16 KiB plus 32 bytes of u per point for max_points = 20,000: 656 KB)
+        too_big = http.post("/sample", content=b" " * 1_000_000, headers={"content-type": "application/json"})
         assert too_big.status_code == 413
         assert http.get("/no-such-page").status_code == 404
 

@@ -85,6 +85,10 @@ async def test_bad_log_prob_bodies_name_the_field(app: Any) -> None:
     with_nan = np.array([[0.0, 0.0], [np.nan, 1.0], [0.0, np.inf]])
     body = assert_names(await post("/log_prob", content=npy_bytes(with_nan), headers={"content-type": NPY}), "points[1]")
     assert body["detail"][0]["loc"] == ["body", "points[1]"]
+    # finite but far beyond the roll (the fuzzer's 1e170 overflowed the ODE into a 500 before this rule)
+    far = assert_names(await post("/log_prob", json={"points": [[0.0, 0.0], [0.0, 1.0e170]], "space": "data"}), "points[1]")
+    assert "within" in far["error"]
+    assert (await post("/log_prob", json={"points": [[0.0, 9_999.0]]})).status_code == 200
     assert_names(await post("/log_prob", json={"points": [[1.0, 2.0, 3.0]]}), "points")
     assert_names(await post("/log_prob", json={"points": [[1.0], [2.0, 3.0]]}), "points")
     assert_names(await post("/log_prob", json={"points": []}), "points")
