@@ -613,9 +613,10 @@ class Worker:
             if job is None:
                 continue
             sampler = job.spec.sampler
-            if isinstance(request.error, Cancelled):
-                self.metrics.cancelled.inc()
-                continue
+            if isinstance(request.error, Cancelled | DeadlineExceeded):
+                self.metrics.cancelled.inc()  # it left the engine mid-chain: client gone, timed out or past its deadline
+            if isinstance(request.error, Cancelled) or request.cancelled:
+                continue  # its handler gave up (and counted why) before the engine's deadline caught it
             if isinstance(request.error, DeadlineExceeded):
                 self.metrics.rejected.labels(reason="deadline").inc()
             if request.error is not None:
