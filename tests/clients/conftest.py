@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -48,3 +49,10 @@ def hold_the_queue(url: str) -> threading.Thread:
         assert time.monotonic() < deadline, "the long request never arrived"
         time.sleep(0.01)
     return thread
+
+
+def models_digest(body: dict[str, Any]) -> dict[str, Any]:
+    """What every server process answers alike in GET /models: the default and each model's name, id,
+    state and default flag (``process`` and the load and warm-up timings are each process's own)."""
+    keep = ("name", "id", "state", "default")
+    return {"default": body["default"], "models": [{key: model[key] for key in keep} for model in body["models"]]}

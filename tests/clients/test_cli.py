@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.clients.conftest import hold_the_queue
+from tests.clients.conftest import hold_the_queue, models_digest
 from tests.conftest import Server, free_port
 
 pytestmark = pytest.mark.integration
@@ -73,11 +73,7 @@ def test_a_streamed_chain_draws_a_progress_bar_and_writes_x0(live_server: str, t
 def test_models_and_health_print_json(live_server: str) -> None:
     models = run("models", url=live_server)
     assert models.returncode == 0
-
-    def same_everywhere(body: dict[str, object]) -> dict[str, object]:  # "process": whichever server process answered
-        return {key: value for key, value in body.items() if key != "process"}
-
-    assert same_everywhere(json.loads(models.stdout)) == same_everywhere(httpx.get(f"{live_server}/models").json())
+    assert models_digest(json.loads(models.stdout)) == models_digest(httpx.get(f"{live_server}/models").json())
     health = run("health", url=live_server)
     assert health.returncode == 0 and json.loads(health.stdout)["status"] == "ready"
 
